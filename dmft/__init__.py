@@ -1,0 +1,33 @@
+"""dmft: exact high-dimensional learning curves of linear neural networks.
+
+``dmft.solve(model, data, training)`` returns the ``D, N, P -> infinity`` train and test loss
+curves (dynamical mean-field theory, or a closed form where one exists);
+``finite_size.simulate`` trains real networks with the same three configuration objects.
+"""
+
+from . import saxe
+from .data import GaussianData, PowerLaw, SparseTeacher, Spectrum
+from .errors import DivergenceError, UnsupportedError
+from .models import DeepLinear, DiagonalLinear, Linear
+from .result import Result
+from .solvers import solve
+from .training import GradientDescent, OnlineSGD
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeepLinear",
+    "DiagonalLinear",
+    "DivergenceError",
+    "GaussianData",
+    "GradientDescent",
+    "Linear",
+    "OnlineSGD",
+    "PowerLaw",
+    "Result",
+    "SparseTeacher",
+    "Spectrum",
+    "UnsupportedError",
+    "saxe",
+    "solve",
+]

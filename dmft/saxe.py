@@ -1,0 +1,1 @@
+"""Placeholder: being written (Saxe, McClelland & Ganguli 2014 exact solutions)."""

@@ -1,0 +1,1 @@
+"""Placeholder: being written (depth-0 Marchenko-Pastur curves)."""
