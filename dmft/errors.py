@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DivergenceError", "UnsupportedError"]
+__all__ = ["DivergenceError", "UnsupportedError", "check_divergence", "DIVERGENCE_FACTOR"]
 
 
 class DivergenceError(FloatingPointError):
@@ -22,3 +22,18 @@ class DivergenceError(FloatingPointError):
 
 class UnsupportedError(ValueError):
     """The combination of model, data and training is not supported by a solver."""
+
+
+# A stable gradient-descent run of a linear model can overshoot transiently (edge of stability),
+# but not by eight orders of magnitude: past that factor over the initial loss it has diverged.
+DIVERGENCE_FACTOR = 1e8
+
+
+def check_divergence(loss, initial_loss, step: int, learning_rate: float, what: str = "loss") -> None:
+    """Raise :class:`DivergenceError` if any entry of ``loss`` is non-finite or exceeds
+    ``DIVERGENCE_FACTOR`` times the corresponding ``initial_loss``."""
+    import numpy as np
+
+    loss = np.asarray(loss, dtype=float)
+    if not np.all(np.isfinite(loss)) or np.any(loss > DIVERGENCE_FACTOR * np.asarray(initial_loss)):
+        raise DivergenceError(what, step, learning_rate)

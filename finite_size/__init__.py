@@ -1,0 +1,10 @@
+"""finite_size: real linear networks trained by gradient descent, many seeds at once.
+
+``finite_size.simulate(model, data, training, dim=..., seeds=..., backend="numpy" | "cupy")`` takes
+the same configuration objects as ``dmft.solve`` and returns a ``dmft.Result`` with the mean and
+standard error over seeds, so every DMFT curve can be checked against a finite network.
+"""
+
+from .simulate import simulate
+
+__all__ = ["simulate"]

@@ -1,0 +1,163 @@
+"""Sampling the teacher and the training set of THEORY.md section 1, for ``seeds`` problems at once.
+
+Full-batch gradient descent sees the data only through
+
+    Sigma_hat = X^T X / P,   X^T y / P,   y^T y / P,
+
+so when ``P >= D`` the training set is never materialised: ``Z^T Z`` (``Z = X Lambda^{-1/2}``) is drawn
+directly from its Bartlett decomposition ``Z = Q R`` (``R`` upper triangular, ``R_ii ~ chi_{P-i}``,
+``R_ij ~ N(0, 1)`` above the diagonal, ``Q`` Haar and independent of ``R``), and the label noise
+through ``Q^T eps ~ N(0, I_D)`` and ``|eps|^2 - |Q^T eps|^2 ~ chi^2_{P-D}``. The cost is ``O(D^3)``
+whatever ``P``. When ``P < D`` the examples themselves are kept (a step then costs ``O(P D)``).
+All problem sampling uses NumPy, so both backends see the same numbers for the same ``seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "direction_spectrum",
+    "sample_teacher",
+    "sample_inputs",
+    "FullBatchData",
+    "sample_full_batch",
+    "full_batch_from_examples",
+]
+
+
+def direction_spectrum(data, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Covariance eigenvalue and teacher variance of each of the ``dim`` input directions.
+
+    The spectrum's ``modes`` shares must split ``dim`` exactly, so that the finite problem has the
+    same spectral measure as the DMFT (no silent rounding).
+    """
+    spectrum = data.resolved_spectrum()
+    modes = spectrum.modes
+    if dim % modes:
+        raise ValueError(
+            f"`dim` ({dim}) must be a multiple of the spectrum's number of modes ({modes}) "
+            "so that every mode gets an equal share of the input directions"
+        )
+    share = dim // modes
+    eigenvalues = np.repeat(np.asarray(spectrum.eigenvalues), share)
+    variances = np.repeat(np.asarray(spectrum.teacher_variances), share)
+    return eigenvalues, variances
+
+
+def sample_teacher(data, dim: int, seeds: int, rng: np.random.Generator) -> np.ndarray:
+    """``beta*`` of shape ``(seeds, dim)``: ``N(0, b_j)``, or the sparse prior of ``data.teacher``."""
+    _, variances = direction_spectrum(data, dim)
+    if data.teacher is None:
+        return rng.standard_normal((seeds, dim)) * np.sqrt(variances)
+    teacher = data.teacher
+    nonzero = rng.random((seeds, dim)) < teacher.density
+    return np.where(nonzero, teacher.scale * rng.standard_normal((seeds, dim)), 0.0)
+
+
+def sample_inputs(rng, xp, scale, seeds: int, count: int, dtype=None):
+    """Inputs ``X`` of shape ``(seeds, count, D)`` with covariance ``diag(scale**2)``."""
+    dim = scale.shape[0]
+    return rng.standard_normal((seeds, count, dim), dtype=dtype or xp.float64) * scale
+
+
+@dataclass(frozen=True)
+class FullBatchData:
+    """The training set as full-batch gradient descent needs it.
+
+    Exactly one representation is set: ``examples`` (``X`` of shape ``(seeds, P, D)`` and ``y`` of
+    shape ``(seeds, P)``) when ``P < D``, else the sufficient statistics ``covariance`` (``X^T X / P``,
+    ``(seeds, D, D)``), ``input_label`` (``X^T y / P``, ``(seeds, D)``) and ``label_power``
+    (``y^T y / P``, ``(seeds,)``).
+    """
+
+    count: int
+    examples: tuple | None = None
+    covariance: object = None
+    input_label: object = None
+    label_power: object = None
+
+    def to(self, xp) -> "FullBatchData":
+        """The same data as arrays of module ``xp``."""
+        convert = xp.asarray
+        return FullBatchData(
+            count=self.count,
+            examples=None if self.examples is None else tuple(convert(a) for a in self.examples),
+            covariance=None if self.covariance is None else convert(self.covariance),
+            input_label=None if self.input_label is None else convert(self.input_label),
+            label_power=None if self.label_power is None else convert(self.label_power),
+        )
+
+    def residual_drive(self, beta, xp):
+        """``(u, train_loss)`` at predictor ``beta`` (``(seeds, D)``).
+
+        ``u = sqrt(D) X^T (y - X beta / sqrt(D)) / P`` (THEORY.md section 2) and the train loss
+        ``(1/P) |y - X beta / sqrt(D)|^2`` per seed.
+        """
+        dim = beta.shape[-1]
+        root = np.sqrt(dim)
+        if self.examples is not None:
+            inputs, labels = self.examples
+            residual = labels - xp.matmul(inputs, beta[:, :, None])[..., 0] / root
+            u = root * xp.matmul(residual[:, None, :], inputs)[:, 0, :] / self.count
+            return u, xp.mean(residual**2, axis=1)
+        covariance_beta = xp.matmul(self.covariance, beta[:, :, None])[..., 0]
+        u = root * self.input_label - covariance_beta
+        train_loss = (
+            self.label_power
+            - 2.0 * xp.sum(beta * self.input_label, axis=1) / root
+            + xp.sum(beta * covariance_beta, axis=1) / dim
+        )
+        return u, train_loss
+
+
+def full_batch_from_examples(inputs: np.ndarray, labels: np.ndarray, *, keep_examples: bool) -> FullBatchData:
+    """The :class:`FullBatchData` of given examples ``X`` ``(seeds, P, D)``, ``y`` ``(seeds, P)``."""
+    count = inputs.shape[1]
+    if keep_examples:
+        return FullBatchData(count=count, examples=(inputs, labels))
+    return FullBatchData(
+        count=count,
+        covariance=np.matmul(inputs.transpose(0, 2, 1), inputs) / count,
+        input_label=np.matmul(labels[:, None, :], inputs)[:, 0, :] / count,
+        label_power=np.mean(labels**2, axis=1),
+    )
+
+
+def sample_full_batch(
+    beta_star: np.ndarray, eigenvalues: np.ndarray, alpha: float, noise: float, rng: np.random.Generator
+) -> FullBatchData:
+    """Draw ``P = round(alpha D)`` examples for every seed (see the module docstring)."""
+    seeds, dim = beta_star.shape
+    count = max(1, int(round(alpha * dim)))
+    scale = np.sqrt(eigenvalues)
+    root = np.sqrt(dim)
+    if count < dim:
+        inputs = sample_inputs(rng, np, scale, seeds, count)
+        labels = np.matmul(inputs, beta_star[:, :, None])[..., 0] / root
+        labels += noise * rng.standard_normal((seeds, count))
+        return full_batch_from_examples(inputs, labels, keep_examples=True)
+    # Bartlett: Z = Q R with R upper triangular; Z^T Z = R^T R, Z^T eps = R^T c, c ~ N(0, I_D).
+    upper = np.triu(rng.standard_normal((seeds, dim, dim)), k=1)
+    diagonal = np.sqrt(rng.chisquare(count - np.arange(dim), size=(seeds, dim)))
+    upper[:, np.arange(dim), np.arange(dim)] = diagonal
+    white_covariance = np.matmul(upper.transpose(0, 2, 1), upper)  # Z^T Z
+    projected_noise = rng.standard_normal((seeds, dim))  # c = Q^T eps
+    noise_power = np.sum(projected_noise**2, axis=1)
+    if count > dim:
+        noise_power += rng.chisquare(count - dim, size=seeds)
+    white_noise = np.matmul(upper.transpose(0, 2, 1), projected_noise[:, :, None])[..., 0]  # Z^T eps
+    gram = white_covariance * scale[:, None] * scale[None, :]  # X^T X
+    input_noise = white_noise * scale  # X^T eps
+    gram_teacher = np.matmul(gram, beta_star[:, :, None])[..., 0]
+    input_label = gram_teacher / root + noise * input_noise  # X^T y
+    label_power = (
+        np.sum(beta_star * gram_teacher, axis=1) / dim
+        + 2.0 * noise * np.sum(beta_star * input_noise, axis=1) / root
+        + noise**2 * noise_power
+    )  # y^T y
+    return FullBatchData(
+        count=count, covariance=gram / count, input_label=input_label / count, label_power=label_power / count
+    )
