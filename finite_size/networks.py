@@ -15,6 +15,8 @@ import numpy as np
 
 from dmft.models import DeepLinear, DiagonalLinear, Linear
 
+from ._backend import add_outer
+
 __all__ = ["LinearNetwork", "DeepLinearNetwork", "DiagonalNetwork", "build_network"]
 
 
@@ -104,10 +106,10 @@ class DeepLinearNetwork:
         backward = self._backward_fields()
         forward = self._forward_fields(u)
         rate = learning_rate * self.gamma0
-        self.input_weights += (rate / math.sqrt(self.dim)) * (backward[0][:, :, None] * u[:, None, :])
+        add_outer(self.input_weights, rate / math.sqrt(self.dim), backward[0], u)
         hidden_rate = rate * self.branch / math.sqrt(self.width)
         for index, weights in enumerate(self.hidden_weights):
-            weights += hidden_rate * (backward[index + 1][:, :, None] * forward[index][:, None, :])
+            add_outer(weights, hidden_rate, backward[index + 1], forward[index])
         self.readout += rate * forward[-1]
 
 

@@ -189,3 +189,15 @@ def test_cupy_matches_numpy():
     on_gpu = finite_size.simulate(*args, dim=64, seeds=4, backend="cupy")
     np.testing.assert_allclose(on_gpu.test_loss, on_cpu.test_loss, rtol=1e-10)
     np.testing.assert_allclose(on_gpu.train_loss, on_cpu.train_loss, rtol=1e-10)
+
+
+def test_add_outer_kernel_matches_reference():
+    """The BLAS rank-one update equals the plain broadcast formula (to round-off)."""
+    from finite_size._backend import add_outer
+
+    rng = np.random.default_rng(0)
+    matrices = rng.standard_normal((3, 4, 5))
+    left, right = rng.standard_normal((3, 4)), rng.standard_normal((3, 5))
+    expected = matrices + 0.3 * left[:, :, None] * right[:, None, :]
+    add_outer(matrices, 0.3, left, right)
+    np.testing.assert_allclose(matrices, expected, rtol=1e-14, atol=1e-14)
