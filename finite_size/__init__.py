@@ -5,6 +5,7 @@ the same configuration objects as ``dmft.solve`` and returns a ``dmft.Result`` w
 standard error over seeds, so every DMFT curve can be checked against a finite network.
 """
 
+from . import saxe
 from .simulate import simulate
 
-__all__ = ["simulate"]
+__all__ = ["saxe", "simulate"]
