@@ -10,6 +10,7 @@ from .data import GaussianData, PowerLaw, SparseTeacher, Spectrum
 from .errors import DivergenceError, UnsupportedError
 from .models import DeepLinear, DiagonalLinear, Linear
 from .result import Result
+from ._sweep import sweep
 from .solvers import solve
 from .training import GradientDescent, OnlineSGD
 
@@ -30,4 +31,5 @@ __all__ = [
     "UnsupportedError",
     "saxe",
     "solve",
+    "sweep",
 ]

@@ -1,4 +1,4 @@
-"""The ``dmft`` command line: ``dmft demo``, ``dmft solve``, ``dmft simulate``, ``dmft saxe``.
+"""The ``dmft`` command line: ``dmft demo``, ``dmft solve``, ``dmft simulate``, ``dmft saxe``, ``dmft sweep``.
 
 Every command can write its result as JSON (``--json FILE``) and a PNG figure (``--png FILE``).
 """
@@ -200,6 +200,10 @@ def make_parser() -> argparse.ArgumentParser:
     saxe.add_argument("--json", type=Path, default=None)
     saxe.add_argument("--png", type=Path, default=None)
     saxe.set_defaults(run=_command_saxe)
+
+    from .cli_sweep import add_sweep_command
+
+    add_sweep_command(commands)
     return parser
 
 
