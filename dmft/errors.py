@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["DivergenceError", "UnsupportedError", "check_divergence", "DIVERGENCE_FACTOR"]
+__all__ = [
+    "DivergenceError",
+    "UnstableLearningRateError",
+    "UnsupportedError",
+    "check_divergence",
+    "DIVERGENCE_FACTOR",
+]
 
 
 class DivergenceError(FloatingPointError):
@@ -18,6 +24,20 @@ class DivergenceError(FloatingPointError):
             f"{what} diverged (non-finite or overflowing) at step {step}; "
             f"lower `learning_rate` (got {learning_rate:g})"
         )
+
+
+class UnstableLearningRateError(DivergenceError, ValueError):
+    """The learning rate exceeds a stability bound known in closed form: the run would diverge.
+
+    Raised before anything runs; it is both a bad input (``ValueError``) and a diverging run
+    (:class:`DivergenceError`, so sweeps record the point as diverged and go on).
+    """
+
+    def __init__(self, message: str, learning_rate: float, bound: float):
+        self.step = None
+        self.learning_rate = learning_rate
+        self.bound = bound
+        ValueError.__init__(self, message)
 
 
 class UnsupportedError(ValueError):
