@@ -97,6 +97,11 @@ class DeepLinearNetwork:
             fields.append(fields[-1] + self.branch * forward if self.residual else forward)
         return fields
 
+    def hidden_fields(self, inputs):
+        """``([h_1, ..., h_L], [g_1, ..., g_L])``: the forward fields of ``inputs`` (``(S, D)``) and
+        the backward fields, each ``(S, N)`` (for ``simulate(..., record_hidden=True)``)."""
+        return self._forward_fields(inputs), self._backward_fields()
+
     def beta(self):
         g_first = self._backward_fields()[0]
         scale = math.sqrt(self.dim) / (self.gamma0 * self.width)

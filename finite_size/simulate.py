@@ -36,6 +36,7 @@ def simulate(
     seed: int = 0,
     snapshot_every: int | None = None,
     progress: bool = False,
+    record_hidden: bool = False,
 ) -> Result:
     """Train ``seeds`` independent networks of input dimension ``dim`` and average their curves.
 
@@ -51,6 +52,10 @@ def simulate(
         backends start from the same numbers (online-SGD batches come from the backend's generator).
     snapshot_every : also record the predictor ``beta`` every that many steps (and at the last step).
     progress : show a tqdm progress bar over steps.
+    record_hidden : (deep networks) also record the equal-time layer-by-layer correlations of the
+        hidden fields at every step: ``h_l . h_l' / N`` for the forward fields ``h_l`` of the step's
+        drive ``u_t`` and ``g_l . g_l' / N`` for the backward fields, before the update (the DMFT's
+        ``C_h^{ll'}(t, t)``, ``C_g^{ll'}(t, t)``). Costs one extra forward pass per step.
 
     Returns
     -------
@@ -58,8 +63,10 @@ def simulate(
     ``steps + 1``), ``test_loss_sem``, ``train_loss_sem`` (standard errors over seeds; NaN for one
     seed), ``arrays["test_loss_per_seed"]``, ``arrays["train_loss_per_seed"]`` (``(seeds, steps + 1)``),
     ``arrays["teacher"]`` (``(seeds, dim)``) and, with ``snapshot_every``, ``arrays["beta"]``
-    (``(snapshots, seeds, dim)``) at ``arrays["snapshot_steps"]``; ``info`` holds the sizes, backend,
-    seed and wall time.
+    (``(snapshots, seeds, dim)``) at ``arrays["snapshot_steps"]``; with ``record_hidden``,
+    ``arrays["hidden_correlation"]``, ``arrays["backward_correlation"]`` (``(steps + 1, L, L)``, mean over
+    seeds) and their standard errors ``arrays["hidden_correlation_sem"]``, ``arrays["backward_correlation_sem"]``;
+    ``info`` holds the sizes, backend, seed and wall time.
 
     Test loss of a network with predictor ``beta``: ``sum_j lambda_j (beta_j - beta*_j)^2 / D + sigma^2``
     (exact expectation over a fresh input). Train loss: ``(1/P) |y - X beta / sqrt(D)|^2`` on the
@@ -86,6 +93,8 @@ def simulate(
     eigenvalues, _ = direction_spectrum(data, dim)
     beta_star_host = sample_teacher(data, dim, seeds, problem_rng)
     network = build_network(model, dim, seeds, weight_rng, xp)
+    if record_hidden and not hasattr(network, "hidden_fields"):
+        raise ValueError(f"`record_hidden` needs a network with hidden layers (dmft.DeepLinear), got {model!r}")
     beta_star = xp.asarray(beta_star_host)
     weights = xp.asarray(eigenvalues)
     noise_power = data.noise**2
@@ -112,6 +121,7 @@ def simulate(
     test_loss = np.empty((seeds, steps + 1))
     train_loss = np.empty((seeds, steps + 1))
     snapshots, snapshot_steps = [], []
+    hidden_grams = [] if record_hidden else None
     iterator = range(steps + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -125,6 +135,9 @@ def simulate(
         train_loss[:, step] = to_numpy(train)
         check_divergence(test_loss[:, step], test_loss[:, 0], step, learning_rate, "simulated test loss")
         check_divergence(train_loss[:, step], test_loss[:, 0], step, learning_rate, "simulated train loss")
+        if record_hidden:
+            forward, backward = network.hidden_fields(u)
+            hidden_grams.append([to_numpy(_layer_gram(fields, xp)) for fields in (forward, backward)])
         if snapshot_every is not None and (step % snapshot_every == 0 or step == steps):
             snapshots.append(to_numpy(beta))
             snapshot_steps.append(step)
@@ -136,6 +149,11 @@ def simulate(
         "train_loss_per_seed": train_loss,
         "teacher": beta_star_host,
     }
+    if record_hidden:
+        for index, name in enumerate(("hidden_correlation", "backward_correlation")):
+            per_seed = np.stack([grams[index] for grams in hidden_grams], axis=1)  # (seeds, steps+1, L, L)
+            arrays[name] = per_seed.mean(axis=0)
+            arrays[f"{name}_sem"] = _standard_error(per_seed)
     if snapshot_every is not None:
         arrays["beta"] = np.stack(snapshots)
         arrays["snapshot_steps"] = np.asarray(snapshot_steps)
@@ -164,5 +182,11 @@ def simulate(
 def _standard_error(per_seed: np.ndarray) -> np.ndarray:
     seeds = per_seed.shape[0]
     if seeds < 2:
-        return np.full(per_seed.shape[1], np.nan)
+        return np.full(per_seed.shape[1:], np.nan)
     return per_seed.std(axis=0, ddof=1) / math.sqrt(seeds)
+
+
+def _layer_gram(fields, xp):
+    """``(S, L, L)`` matrices ``f_l . f_l' / N`` of a list of ``L`` fields of shape ``(S, N)``."""
+    stacked = xp.stack(fields, axis=1)
+    return xp.matmul(stacked, stacked.transpose(0, 2, 1)) / stacked.shape[-1]

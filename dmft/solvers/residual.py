@@ -1,0 +1,711 @@
+"""DMFT of a residual deep linear network, exact in discrete time (THEORY.md section 2.2).
+
+Model: ``h_1 = W_0 x / sqrt(D)``, ``h_{l+1} = h_l + b W_l h_l / sqrt(N)`` (``l = 1..L-1``),
+``f = sqrt(D) / (gamma0 N) w . h_L``, branch multiplier ``b = beta0 / sqrt(L)``. The data and input
+sides are those of section 2.1 (:mod:`dmft.solvers._data_side`); on the hidden side the skip path
+couples the layers, so ONE single-site process per neuron carries every layer (section 2.2)::
+
+    h_1     = chi_1 + A g_1,                    A   = nu^{-1/2} R_u + eta gamma0 (C_u)_<
+    h_{l+1} = h_l + b chi_{l+1} + b F_l g_{l+1}, F_l = b [R_h^l + eta gamma0 (C_h^l)_<]
+    g_L     = w0 1 + E h_L,                      E   = eta gamma0 S
+    g_l     = g_{l+1} + b xi_l + b G_l h_l,       G_l = b [R_g^{l+1} + eta gamma0 (C_g^{l+1})_<]
+
+with independent sources ``chi_1 ~ GP(0, C_u)``, ``chi_{l+1} ~ GP(0, C_h^l)``, ``xi_l ~ GP(0, C_g^{l+1})``,
+``w0 ~ N(0, 1)``. Here ``R_h^l = dh_l / d(field added to g_l)`` and ``R_g^l = dg_l / d(field added to
+h_l)`` (so THEORY's ``R_hxi^l = b R_h^l``, ``R_gchi^l = b R_g^l``, ``R_g1 = R_g^1``); ``C_h^l``, ``C_g^l``
+are the same-layer correlations. The network feeds the input side through
+``K = gamma0^{-1} R_g^1 + eta (C_g^1)_<`` and ``xi ~ GP(0, C_g^1)``.
+
+The layer recursion (block LU of the layer-tridiagonal system)
+-------------------------------------------------------------
+THEORY.md writes the hidden side as one linear system ``z = J z + sources`` over all ``2 L`` fields and
+``T + 1`` times and inverts it (``O(L^2 T^3)`` when done forward in time). The system is
+tridiagonal in the layer index, so it factorises into two Riccati recursions, one up and one down
+the network. Going up, ``h_l = Q_l g_l + a_l`` with ``a_l`` built from the sources of layers ``<= l``::
+
+    Q_1 = A,  a_1 = chi_1,     M_l = (I - b Q_l G_l)^{-1}
+    Q_{l+1} = M_l Q_l + b F_l,  a_{l+1} = M_l a_l + b M_l Q_l xi_l + b chi_{l+1}
+    Ca_{l+1} = M_l Ca_l M_l^T + b^2 (M_l Q_l) C_g^{l+1} (M_l Q_l)^T + b^2 C_h^l        (Ca = cov of a)
+
+Going down, ``g_l = P_l h_l + e_l`` with ``e_l`` built from the sources of layers ``>= l``::
+
+    P_L = E,  e_L = w0 1,      Z_l = (I - b P_{l+1} F_l)^{-1}
+    P_l = Z_l P_{l+1} + b G_l,  e_l = Z_l e_{l+1} + b Z_l P_{l+1} chi_{l+1} + b xi_l
+    Ce_l = Z_l Ce_{l+1} Z_l^T + b^2 (Z_l P_{l+1}) C_h^l (Z_l P_{l+1})^T + b^2 C_g^{l+1}  (Ce_L = 1 1^T)
+
+``a_l`` and ``e_l`` use disjoint sources, hence are independent, and at every layer::
+
+    h_l = W_l (a_l + Q_l e_l),  W_l = (I - Q_l P_l)^{-1};   g_l = V_l (e_l + P_l a_l),  V_l = (I - P_l Q_l)^{-1}
+    R_h^l = W_l Q_l,  R_g^l = V_l P_l,
+    C_h^l = W_l Ca_l W_l^T + R_h^l Ce_l R_h^{lT},   C_g^l = V_l Ce_l V_l^T + R_g^l Ca_l R_g^{lT}.
+
+Forward in time. ``E``, ``G_l``, ``P_l``, ``K`` are strictly lower triangular; ``A``, ``Q_l``, ``F_l``
+have equal-time parts. So row ``t`` of every matrix follows from rows ``< t`` in one sweep:
+(1) down the network, ``l = L..1``: rows ``t`` of ``P_l``, ``Ce_l``, ``Z_l``, ``V_l``, ``R_g^l``,
+``C_g^l`` (they need ``F_l`` only at rows ``< t``); (2) the input side's row ``t`` from ``K[t]`` and
+``C_g^1``; (3) up the network, ``l = 1..L``: rows ``t`` of ``Q_l``, ``Ca_l``, ``W_l``, ``R_h^l``,
+``C_h^l``, ``M_l``. Every row is a few vector-matrix products over the packed lower triangles
+(compiled loops), so a step costs ``O(L t^2)`` and the solve ``O(L T^3)`` time, ``O(L T^2)`` memory;
+there is no ``T x T`` solve and no iteration: exact in discrete time up to round-off.
+
+Cross-layer correlations
+------------------------
+``C_h^{ll'}(t, s) = <h_l(t) h_{l'}(s)>`` (and ``C_g^{ll'}``) follow from the same factorisation. For a
+probe ``y = alpha . a_l + beta . e_l`` (``h_l(t)``: ``alpha = W_l[t]``, ``beta = R_h^l[t]``; ``g_l(t)``:
+``alpha = R_g^l[t]``, ``beta = V_l[t]``) and ``l' >= l``, ``<y a_{l'}> = y_{l'}`` and
+``<y e_{l'}> = z_{l'} Ce_{l'}``, where, starting from ``y_l = alpha Ca_l``, ``z_l = beta``::
+
+    y_{l'+1} = y_{l'} M_{l'}^T + b^2 z_{l'} C_g^{l'+1} (M_{l'} Q_{l'})^T + b^2 z_{l'} (Z_{l'} P_{l'+1}) C_h^{l'},
+    z_{l'+1} = z_{l'} Z_{l'}
+
+(``a_l`` is independent of ``e_{l'}`` for ``l <= l'``; ``<e_l a_{l'}>`` picks up the sources
+``xi_{l..l'-1}``, ``chi_{l+1..l'}`` that both share), so ``C_h^{ll'}(t, .) = y W_{l'}^T + z Ce_{l'} R_h^{l'T}``.
+One probe costs ``O(L T^2)``; the matrices ``C_h^{ll'}(t, .)`` at one step cost ``O(L^2 T^2)``
+(BLAS), which is why they are computed at selected steps (``cross_layer_steps``).
+
+Time convention of the returned arrays: ``(T + 1, T + 1)`` with ``[t, s]`` = (later step, earlier
+step), steps ``0..T``; per-layer arrays are stacked ``(L, T + 1, T + 1)``, layer 1 first.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..errors import check_divergence
+from ..models import DeepLinear
+from ..result import Result
+from ..training import GradientDescent, OnlineSGD
+from . import register
+from ._data_side import InputSide, packed_length, packed_row, unpack, whole_window_input_side
+
+__all__ = [
+    "solve_residual_linear",
+    "ResidualDMFT",
+    "cross_layer_correlations",
+    "direct_equations",
+    "whole_window_equations",
+    "KERNELS",
+]
+
+KERNELS = ("numba", "numpy")
+
+# Per-layer matrices of the layer recursion (module docstring), with whether each is symmetric.
+# MQ = M Q and ZP = Z P_{l+1} are kept because they enter every later row.
+MATRICES = {
+    "Q": False, "Ca": True, "P": False, "Ce": True, "W": False, "V": False,
+    "WQ": False, "VP": False, "Ch": True, "Cg": True, "M": False, "Z": False, "MQ": False, "ZP": False,
+}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# Row kernels. ``_DenseRows`` is the NumPy reference (dense matrices, one row at a time, the
+# equations as written); ``_PackedRows`` runs the same updates as compiled loops over packed lower
+# triangles (entry (t, s), s <= t, at t (t + 1) / 2 + s). tests/test_residual.py checks that they agree.
+
+
+class _DenseRows:
+    """NumPy reference of the row updates, on dense ``(L, T + 1, T + 1)`` arrays."""
+
+    name = "numpy"
+
+    def __init__(self, depth: int, times: int, branch: float, eta_gamma0: float):
+        self.depth, self.times, self.b, self.eg = depth, times, branch, eta_gamma0
+        for name in MATRICES:
+            setattr(self, name, np.zeros((depth, times, times)))
+        self.xi_covariance = np.zeros(packed_length(times))  # packed C_g^1 for the input side
+
+    def dense(self, name: str) -> np.ndarray:
+        return getattr(self, name).copy()
+
+    def layer(self, layer: int) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name)[layer] for name in MATRICES}
+
+    def row(self, name: str, layer: int, t: int) -> np.ndarray:
+        return getattr(self, name)[layer, t, : t + 1]
+
+    # g-side quantities of one layer at row t (P, Ce rows set; Q, Ca rows < t known)
+    def _finish_g(self, l: int, t: int) -> None:
+        n = t + 1
+        P, Q, V, VP = self.P[l], self.Q[l], self.V[l], self.VP[l]
+        V[t, :t] = (P[t, :t] @ Q[:t, :t]) @ V[:t, :t]  # V = I + (P Q) V
+        V[t, t] = 1.0
+        VP[t, :t] = V[t, :n] @ P[:n, :t]
+        row = V[t, :n] @ self.Ce[l][:n, :n] @ V[:n, :n].T + VP[t, :t] @ self.Ca[l][:t, :t] @ VP[:n, :t].T
+        self.Cg[l][t, :n] = row
+        self.Cg[l][:n, t] = row
+
+    # h-side quantities of one layer at row t (Q, Ca, P, Ce rows set)
+    def _finish_h(self, l: int, t: int) -> None:
+        n = t + 1
+        P, Q, W, WQ = self.P[l], self.Q[l], self.W[l], self.WQ[l]
+        W[t, :t] = (Q[t, :n] @ P[:n, :t]) @ W[:t, :t]  # W = I + (Q P) W
+        W[t, t] = 1.0
+        WQ[t, :n] = W[t, :n] @ Q[:n, :n]
+        row = W[t, :n] @ self.Ca[l][:n, :n] @ W[:n, :n].T + WQ[t, :n] @ self.Ce[l][:n, :n] @ WQ[:n, :n].T
+        self.Ch[l][t, :n] = row
+        self.Ch[l][:n, t] = row
+
+    def backward(self, t: int) -> None:
+        """Rows ``t`` of ``P, Ce, Z, ZP, V, VP, C_g`` for ``l = L..1``."""
+        b, eg, n, top = self.b, self.eg, t + 1, self.depth - 1
+        self.P[top][t, :t] = eg  # E = eta gamma0 S
+        self.Ce[top][t, :n] = 1.0  # e_L = w0 1
+        self.Ce[top][:n, t] = 1.0
+        self._finish_g(top, t)
+        for l in range(top - 1, -1, -1):
+            G_t = b * (self.VP[l + 1][t, :t] + eg * self.Cg[l + 1][t, :t])
+            F = b * (self.WQ[l][:t, :t] + eg * np.tril(self.Ch[l][:t, :t], -1))
+            Z, ZP, P_above = self.Z[l], self.ZP[l], self.P[l + 1]
+            Z[t, :t] = b * (P_above[t, :t] @ F) @ Z[:t, :t]  # Z = I + b (P F) Z
+            Z[t, t] = 1.0
+            ZP[t, :t] = Z[t, :n] @ P_above[:n, :t]
+            self.P[l][t, :t] = ZP[t, :t] + b * G_t
+            row = (
+                Z[t, :n] @ self.Ce[l + 1][:n, :n] @ Z[:n, :n].T
+                + b * b * ZP[t, :t] @ self.Ch[l][:t, :t] @ ZP[:n, :t].T
+                + b * b * self.Cg[l + 1][t, :n]
+            )
+            self.Ce[l][t, :n] = row
+            self.Ce[l][:n, t] = row
+            self._finish_g(l, t)
+        packed_row(self.xi_covariance, t)[:] = self.Cg[0][t, :n]
+
+    def forward(self, t: int, a_row: np.ndarray, cu_row: np.ndarray) -> None:
+        """Rows ``t`` of ``Q, Ca, W, WQ, C_h, M, MQ`` for ``l = 1..L`` (``a_row = A[t, :t+1]``,
+        ``cu_row = C_u[t, :t+1]``)."""
+        b, eg, n = self.b, self.eg, t + 1
+        self.Q[0][t, :n] = a_row
+        self.Ca[0][t, :n] = cu_row
+        self.Ca[0][:n, t] = cu_row
+        for l in range(self.depth):
+            self._finish_h(l, t)
+            if l == self.depth - 1:
+                break
+            F_t = b * self.WQ[l][t, :n]
+            F_t[:t] += b * eg * self.Ch[l][t, :t]
+            G = b * (self.VP[l + 1][:n, :t] + eg * np.tril(self.Cg[l + 1][:n, :t], -1))
+            M, MQ, Q = self.M[l], self.MQ[l], self.Q[l]
+            M[t, :t] = b * (Q[t, :n] @ G) @ M[:t, :t]  # M = I + b (Q G) M
+            M[t, t] = 1.0
+            MQ[t, :n] = M[t, :n] @ Q[:n, :n]
+            self.Q[l + 1][t, :n] = MQ[t, :n] + F_t * b
+            row = (
+                M[t, :n] @ self.Ca[l][:n, :n] @ M[:n, :n].T
+                + b * b * MQ[t, :n] @ self.Cg[l + 1][:n, :n] @ MQ[:n, :n].T
+                + b * b * self.Ch[l][t, :n]
+            )
+            self.Ca[l + 1][t, :n] = row
+            self.Ca[l + 1][:n, t] = row
+
+
+def packed_primitives():
+    """The compiled kernels (:mod:`dmft.solvers._residual_kernels`, imported on first use so that
+    ``import dmft`` does not load Numba)."""
+    from . import _residual_kernels
+
+    return _residual_kernels
+
+
+class _PackedRows:
+    """Compiled row updates on packed ``(L, (T + 1)(T + 2) / 2)`` arrays (same results as
+    :class:`_DenseRows` to round-off)."""
+
+    name = "numba"
+
+    def __init__(self, depth: int, times: int, branch: float, eta_gamma0: float):
+        self.depth, self.times, self.b, self.eg = depth, times, branch, eta_gamma0
+        self.kernels = packed_primitives()
+        length = packed_length(times)
+        for name in MATRICES:
+            setattr(self, name, np.zeros((depth, length)))
+
+    @property
+    def xi_covariance(self) -> np.ndarray:
+        return self.Cg[0]
+
+    def dense(self, name: str) -> np.ndarray:
+        return unpack(getattr(self, name), self.times, symmetric=MATRICES[name])
+
+    def layer(self, layer: int) -> dict[str, np.ndarray]:
+        return {
+            name: unpack(getattr(self, name)[layer], self.times, symmetric=symmetric)
+            for name, symmetric in MATRICES.items()
+        }
+
+    def row(self, name: str, layer: int, t: int) -> np.ndarray:
+        return packed_row(getattr(self, name)[layer], t)
+
+    def backward(self, t: int) -> None:
+        self.kernels.backward(
+            t, self.b, self.eg, self.P, self.Q, self.V, self.VP, self.Ce, self.Ca, self.Cg, self.Ch,
+            self.WQ, self.Z, self.ZP,
+        )  # fmt: skip
+
+    def forward(self, t: int, a_row: np.ndarray, cu_row: np.ndarray) -> None:
+        self.kernels.forward(
+            t, self.b, self.eg, np.ascontiguousarray(a_row), np.ascontiguousarray(cu_row), self.P,
+            self.Q, self.W, self.WQ, self.Ce, self.Ca, self.Ch, self.Cg, self.VP, self.M, self.MQ,
+        )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+class ResidualDMFT:
+    """Forward-in-time solver state of the residual network (one instance per solve).
+
+    Parameters
+    ----------
+    depth : ``L`` (hidden representations).
+    branch : ``b = beta0 / sqrt(L)``.
+    richness, width_ratio, learning_rate : ``gamma0``, ``nu``, ``eta``.
+    input_side : a fresh :class:`~dmft.solvers._data_side.InputSide` with ``steps + 1`` times.
+    kernels : ``"numba"`` (compiled packed rows, default) or ``"numpy"`` (dense reference).
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int,
+        branch: float,
+        richness: float,
+        width_ratio: float,
+        learning_rate: float,
+        input_side: InputSide,
+        kernels: str = "numba",
+    ):
+        if kernels not in KERNELS:
+            raise ValueError(f"`kernels` must be one of {KERNELS}, got {kernels!r}")
+        self.depth = depth
+        self.b = branch
+        self.gamma0 = richness
+        self.nu = width_ratio
+        self.eta = learning_rate
+        self.times = input_side.times
+        self.input = input_side
+        rows = _PackedRows if kernels == "numba" else _DenseRows
+        self.rows = rows(depth, self.times, branch, learning_rate * richness)
+        self.kernel = np.zeros(packed_length(self.times))  # K, strictly lower
+
+    def advance(self, t: int) -> None:
+        """Fill row ``t`` of every order parameter from rows ``< t`` (module docstring)."""
+        rows, eta, gamma0 = self.rows, self.eta, self.gamma0
+        rows.backward(t)
+        vp, cg = rows.row("VP", 0, t), rows.row("Cg", 0, t)
+        kernel_row = packed_row(self.kernel, t, t)
+        kernel_row[:] = vp[:t] / gamma0 + eta * cg[:t]
+        self.input.advance(t, kernel_row, rows.xi_covariance)
+        cu = packed_row(self.input.C_u, t)
+        a_row = packed_row(self.input.R_u, t) / math.sqrt(self.nu)
+        a_row[:t] += eta * gamma0 * cu[:t]
+        rows.forward(t, a_row, cu)
+
+    def order_parameters(self) -> dict[str, np.ndarray]:
+        """Dense arrays: the input side's ``C_v, R_v, C_Delta, R_Delta, C_u, R_u`` ``(T+1, T+1)`` and
+        the hidden side's ``C_h, R_h, C_g, R_g`` ``(L, T+1, T+1)`` (module docstring)."""
+        out = dict(self.input.order_parameters())
+        for name, key in (("C_h", "Ch"), ("R_h", "WQ"), ("C_g", "Cg"), ("R_g", "VP")):
+            out[name] = self.rows.dense(key)
+        return out
+
+    def layer_factors(self, layer: int) -> dict[str, np.ndarray]:
+        """Dense ``(T+1, T+1)`` matrices of the layer recursion at one layer (``Q, Ca, P, Ce, W, V, M,
+        Z, MQ, ZP`` and the correlations / responses), for :func:`cross_layer_correlations`."""
+        return self.rows.layer(layer)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cross-layer correlations (module docstring), from the factors of a finished solve.
+
+
+def cross_layer_correlations(
+    layer_factors, depth: int, branch: float, steps, *, two_time: bool = False
+) -> dict[str, np.ndarray]:
+    """Cross-layer correlations ``C_h^{ll'}``, ``C_g^{ll'}`` from the layer recursion's factors
+    (module docstring: probes ``m, d, z`` propagated up the network, batched over layers with BLAS).
+
+    Parameters
+    ----------
+    layer_factors : ``layer -> {name: dense (T+1, T+1) array}`` for the names of ``MATRICES``
+        (:meth:`ResidualDMFT.layer_factors`); called once per layer.
+    depth : ``L``.
+    branch : ``b``.
+    steps : the probe steps ``t``.
+    two_time : ``False``: equal-time ``C^{ll'}(t, t)`` only; ``True``: ``C^{ll'}(t, s)`` for every
+        ``s`` as well. Cost ``O(L^2 T^2)`` per step either way (BLAS products on the full window).
+
+    Returns
+    -------
+    ``{"C_h": ..., "C_g": ...}`` of shape ``(len(steps), L, L)`` (equal time, symmetric in the
+    layer pair) or ``(len(steps), L, L, T+1)`` (``two_time``: ``[i, l, l', s] = <x_l(t_i) x_l'(s)>``,
+    filled for ``l <= l'`` only).
+    """
+    b2 = branch * branch
+    steps = np.asarray(steps, dtype=int)
+    current = layer_factors(0)
+    times = current["Q"].shape[0]
+    out = {
+        key: np.zeros((len(steps), depth, depth) + ((times,) if two_time else ()))
+        for key in ("C_h", "C_g")
+    }
+    # One row per probe (step, start layer, field). The steps are processed in a few chunks, each on
+    # the window 0..(its last step) (causality keeps the entries at times <= t exact), so that every
+    # product is one large BLAS call and late steps do not make early ones pay for the whole window.
+    order = np.argsort(steps)
+    chunk_count = 1 if two_time else min(4, len(steps))
+    chunks = []
+    for members in np.array_split(order, chunk_count):
+        if members.size:
+            window = times if two_time else int(steps[members].max()) + 1
+            chunks.append({"members": members, "n": window, "y": np.zeros((0, window)),
+                           "z": np.zeros((0, window)), "step": np.zeros(0, dtype=int),
+                           "layer": np.zeros(0, dtype=int)})  # fmt: skip
+    for target in range(depth):
+        f = current
+        above = layer_factors(target + 1) if target < depth - 1 else None
+        for chunk in chunks:
+            n, members = chunk["n"], chunk["members"]
+            at = steps[members]
+            # new probes h_target(t), g_target(t): coefficients alpha on a_target, beta on e_target
+            alpha = np.concatenate([f["W"][at, :n], f["VP"][at, :n]])
+            beta = np.concatenate([f["WQ"][at, :n], f["V"][at, :n]])
+            y = np.concatenate([chunk["y"], alpha @ f["Ca"][:n, :n]])
+            z = np.concatenate([chunk["z"], beta])
+            chunk["step"] = np.concatenate([chunk["step"], np.tile(members, 2)])
+            chunk["layer"] = np.concatenate([chunk["layer"], np.full(2 * members.size, target)])
+            is_h = (np.arange(len(y)) // members.size) % 2 == 0
+            ce = f["Ce"][:n, :n]
+            for key, coefficient_a, coefficient_e, rows in (
+                ("C_h", f["W"][:n, :n], f["WQ"][:n, :n], is_h),
+                ("C_g", f["VP"][:n, :n], f["V"][:n, :n], ~is_h),
+            ):
+                # <probe x_target(s)> = y . alpha_s + (z Ce) . beta_s
+                if two_time:
+                    values = y[rows] @ coefficient_a.T + (z[rows] @ ce) @ coefficient_e.T
+                else:
+                    t_rows = steps[chunk["step"][rows]]
+                    values = np.einsum("rs,rs->r", y[rows], coefficient_a[t_rows])
+                    values += np.einsum("rs,rs->r", z[rows], (coefficient_e @ ce)[t_rows])
+                out[key][chunk["step"][rows], chunk["layer"][rows], target] = values
+            if above is not None:  # move every probe up one layer
+                y = y @ f["M"][:n, :n].T + b2 * (
+                    (z @ above["Cg"][:n, :n]) @ f["MQ"][:n, :n].T + (z @ f["ZP"][:n, :n]) @ f["Ch"][:n, :n]
+                )
+                z = z @ f["Z"][:n, :n]
+            chunk["y"], chunk["z"] = y, z
+        current = above
+    if not two_time:
+        lower = np.tril(np.ones((depth, depth), dtype=bool), -1)
+        for key in ("C_h", "C_g"):
+            for values in out[key]:
+                values[lower] = values.T[lower]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole-window equations: the self-consistency check and the independent reference.
+
+
+def direct_equations(order: dict[str, np.ndarray], *, depth: int, branch: float, richness: float,
+                     width_ratio: float, learning_rate: float) -> dict[str, np.ndarray]:  # fmt: skip
+    """THEORY.md 2.2 as written: the hidden side as one system ``z = J z + sources`` over all layers
+    and times, ``Phi = (I - J)^{-1}``, ``C_z = Phi Sigma Phi^T`` (dense, ``O((L T)^3)``: small sizes).
+
+    Takes ``C_u, R_u`` and the hidden ``C_h, R_h, C_g, R_g`` (e.g. from a solve) and returns the
+    hidden ones recomputed, plus ``C_h_cross``, ``C_g_cross`` of shape ``(L, L, T+1, T+1)``
+    (``[l, l', t, s] = <x_l(t) x_l'(s)>``). Independent of the layer recursion: a reference.
+    """
+    b, gamma0, eta = branch, richness, learning_rate
+    eg = eta * gamma0
+    times = order["C_u"].shape[0]
+    eye = np.eye(times)
+    strict = lambda X: np.tril(X, -1)  # noqa: E731
+    size = 2 * depth * times
+    h = lambda l: slice(l * times, (l + 1) * times)  # noqa: E731
+    g = lambda l: slice((depth + l) * times, (depth + l + 1) * times)  # noqa: E731
+    J = np.zeros((size, size))
+    J[h(0), g(0)] = order["R_u"] / math.sqrt(width_ratio) + eg * strict(order["C_u"])
+    for l in range(depth - 1):
+        J[h(l + 1), h(l)] = eye
+        J[h(l + 1), g(l + 1)] = b * b * (order["R_h"][l] + eg * strict(order["C_h"][l]))
+        J[g(l), g(l + 1)] = eye
+        J[g(l), h(l)] = b * b * (order["R_g"][l + 1] + eg * strict(order["C_g"][l + 1]))
+    J[g(depth - 1), h(depth - 1)] = eg * np.tril(np.ones((times, times)), -1)
+    Phi = np.linalg.solve(np.eye(size) - J, np.eye(size))
+    sigma = np.zeros((size, size))
+    sigma[h(0), h(0)] = order["C_u"]
+    for l in range(depth - 1):
+        sigma[h(l + 1), h(l + 1)] = b * b * order["C_h"][l]
+        sigma[g(l), g(l)] = b * b * order["C_g"][l + 1]
+    sigma[g(depth - 1), g(depth - 1)] = 1.0
+    C = Phi @ sigma @ Phi.T
+    layers = range(depth)
+    return {
+        "R_h": np.stack([Phi[h(l), g(l)] for l in layers]),
+        "R_g": np.stack([Phi[g(l), h(l)] for l in layers]),
+        "C_h": np.stack([C[h(l), h(l)] for l in layers]),
+        "C_g": np.stack([C[g(l), g(l)] for l in layers]),
+        "C_h_cross": np.stack([np.stack([C[h(l), h(k)] for k in layers]) for l in layers]),
+        "C_g_cross": np.stack([np.stack([C[g(l), g(k)] for k in layers]) for l in layers]),
+    }
+
+
+def whole_window_equations(order: dict[str, np.ndarray], *, depth: int, branch: float, richness: float,
+                           width_ratio: float, learning_rate: float, eigenvalues, teacher_variances,
+                           alpha: float, noise: float, online: bool) -> dict[str, np.ndarray]:  # fmt: skip
+    """One evaluation of every equation on the whole window, in matrix form (the layer recursion
+    with triangular inverses instead of rows). At the exact solution output = input; the largest
+    difference is the self-consistency residual. ``O(L T^3)`` in BLAS products."""
+    from scipy.linalg import solve_triangular
+
+    b, gamma0, eta = branch, richness, learning_rate
+    eg = eta * gamma0
+    times = order["C_u"].shape[0]
+    eye = np.eye(times)
+    inverse = lambda X: solve_triangular(eye - X, eye, lower=True)  # noqa: E731  (I - X)^{-1}
+    strict = lambda X: np.tril(X, -1)  # noqa: E731
+    C_h, R_h, C_g, R_g = order["C_h"], order["R_h"], order["C_g"], order["R_g"]
+    F = [b * (R_h[l] + eg * strict(C_h[l])) for l in range(depth - 1)]
+    G = [b * (R_g[l + 1] + eg * strict(C_g[l + 1])) for l in range(depth - 1)]
+    P, Ce = [None] * depth, [None] * depth
+    P[-1], Ce[-1] = eg * strict(np.ones((times, times))), np.ones((times, times))
+    for l in range(depth - 2, -1, -1):
+        Z = inverse(b * P[l + 1] @ F[l])
+        ZP = Z @ P[l + 1]
+        P[l] = ZP + b * G[l]
+        Ce[l] = Z @ Ce[l + 1] @ Z.T + b * b * ZP @ C_h[l] @ ZP.T + b * b * C_g[l + 1]
+    Q = order["R_u"] / math.sqrt(width_ratio) + eg * strict(order["C_u"])
+    Ca = order["C_u"]
+    out = {name: np.zeros_like(order[name]) for name in ("C_h", "R_h", "C_g", "R_g")}
+    for l in range(depth):
+        W, V = inverse(Q @ P[l]), inverse(P[l] @ Q)
+        out["R_h"][l], out["R_g"][l] = W @ Q, V @ P[l]
+        out["C_h"][l] = W @ Ca @ W.T + out["R_h"][l] @ Ce[l] @ out["R_h"][l].T
+        out["C_g"][l] = V @ Ce[l] @ V.T + out["R_g"][l] @ Ca @ out["R_g"][l].T
+        if l < depth - 1:
+            M = inverse(b * Q @ G[l])
+            MQ = M @ Q
+            Ca = M @ Ca @ M.T + b * b * MQ @ C_g[l + 1] @ MQ.T + b * b * C_h[l]
+            Q = MQ + b * F[l]
+    out.update(
+        whole_window_input_side(
+            eigenvalues, teacher_variances, alpha=alpha, noise=noise,
+            init_scale=1.0 / (gamma0 * math.sqrt(width_ratio)), online=online,
+            kernel=R_g[0] / gamma0 + eta * strict(C_g[0]), xi_covariance=C_g[0],
+            C_Delta=order["C_Delta"], R_Delta=order["R_Delta"],
+        )  # fmt: skip
+    )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def default_cross_layer_steps(depth: int, steps: int) -> np.ndarray:
+    """Every step when ``depth^2 (T + 1)^3 <= 1e8`` (a fraction of a second of BLAS), else 11
+    evenly spaced steps from 0 to ``T`` (at depth 64, T = 200 these cost about as much as the solve)."""
+    if depth * depth * (steps + 1) ** 3 <= 1e8:
+        return np.arange(steps + 1)
+    return np.unique(np.round(np.linspace(0, steps, 11)).astype(int))
+
+
+def _check_steps(name: str, value, steps: int) -> np.ndarray:
+    array = np.unique(np.asarray(value, dtype=int).ravel())
+    if array.size and (array.min() < 0 or array.max() > steps):
+        raise ValueError(f"`{name}` must be steps in 0..{steps}, got {value!r}")
+    return array
+
+
+def _supports(model, data, training) -> str | None:
+    if data.teacher is not None:
+        return (
+            "the residual-network DMFT needs a Gaussian teacher (the single-site processes are "
+            f"linear in Gaussian sources); got teacher={data.teacher!r}. Use finite_size.simulate "
+            "for a sparse teacher"
+        )
+    return None
+
+
+def make_input_side(model, data, training, kernels: str) -> tuple[InputSide, float, bool]:
+    """The :class:`InputSide` of a deep-network solve, its ``alpha`` and whether it is online."""
+    online = isinstance(training, OnlineSGD)
+    alpha = training.batch_ratio if online else data.alpha
+    if alpha is None:
+        raise ValueError("GradientDescent needs `data.alpha` (= P / D)")
+    spectrum = data.resolved_spectrum()
+    input_side = InputSide(
+        spectrum.eigenvalues,
+        spectrum.teacher_variances,
+        alpha=alpha,
+        noise=data.noise,
+        init_scale=1.0 / (model.richness * math.sqrt(model.width_ratio)),
+        steps=training.steps,
+        online=online,
+        kernels=kernels,
+    )
+    return input_side, alpha, online
+
+
+def run_forward_in_time(advance, input_side: InputSide, training, noise: float, progress: bool, label: str):
+    """Call ``advance(t)`` for ``t = 0..T`` and stop with :class:`dmft.DivergenceError` as soon as a
+    loss is non-finite or 1e8 times above its initial value."""
+    eta = training.learning_rate
+    iterator = range(training.steps + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=label, unit="step")
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in iterator:
+            advance(t)
+            test = input_side.bias[t] + input_side.init_variance[t] + input_side.data_variance[t]
+            initial = input_side.test_loss()[0]
+            check_divergence(test + noise**2, initial, t, eta, "DMFT test loss")
+            check_divergence(packed_row(input_side.C_Delta, t)[t], initial, t, eta, "DMFT train loss")
+
+
+@register(
+    DeepLinear,
+    trainings=(GradientDescent, OnlineSGD),
+    when=lambda m: m.residual and math.isfinite(m.depth),
+    supports=_supports,
+)
+def solve_residual_linear(
+    model,
+    data,
+    training,
+    *,
+    cross_layer_steps=None,
+    two_time_cross_layer: bool = False,
+    self_consistency: bool = False,
+    progress: bool = False,
+    kernels: str = "numba",
+) -> Result:
+    """Exact ``D, N, P -> infinity`` learning curves of a residual deep linear network (THEORY.md 2.2).
+
+    Parameters
+    ----------
+    model : ``dmft.DeepLinear(depth, residual=True, branch_scale=beta0)``; ``b = beta0 / sqrt(depth)``,
+        ``model.richness`` is the ``gamma0`` of the equations (muP or NTK), ``width_ratio`` is ``nu``.
+    data : ``dmft.GaussianData`` (isotropic or with a spectrum; Gaussian teacher).
+    training : ``dmft.GradientDescent`` or ``dmft.OnlineSGD``.
+    cross_layer_steps : steps ``t`` at which to return the equal-time cross-layer correlations
+        (default :func:`default_cross_layer_steps`: every step for small problems, else 11 steps;
+        ``[]`` for none).
+    two_time_cross_layer : also return ``C^{ll'}(t, s)`` for all ``t, s`` (memory ``L^2 T^2``,
+        time ``O(L^2 T^3)``: small problems only).
+    self_consistency : re-evaluate every equation on the whole window in matrix form
+        (:func:`whole_window_equations`, ``O(L T^3)`` BLAS, several times the solve itself, hence off
+        by default) and report the largest difference in ``info``.
+    progress : tqdm progress bar over steps.
+    kernels : ``"numba"`` (compiled packed rows, default) or ``"numpy"`` (dense reference).
+
+    Returns
+    -------
+    dmft.Result with ``method="dmft"``:
+
+    * ``test_loss``, ``train_loss`` ``(T + 1,)`` and ``arrays["test_loss_bias"]``,
+      ``["test_loss_init_variance"]``, ``["test_loss_data_variance"]`` (as the plain solver);
+    * ``arrays`` ``C_v, R_v, C_Delta, R_Delta, C_u, R_u`` ``(T+1, T+1)``;
+    * ``arrays["C_h"]``, ``["C_g"]`` ``(L, T+1, T+1)``: same-layer correlations ``<h_l(t) h_l(s)>``,
+      ``<g_l(t) g_l(s)>``; ``["R_h"]``, ``["R_g"]``: the responses of ``h_l`` to a field added to
+      ``g_l`` and of ``g_l`` to a field added to ``h_l`` (THEORY's ``R_hxi^l = b R_h^l``,
+      ``R_gchi^l = b R_g^l``, ``R_g1 = R_g^1``);
+    * ``arrays["C_h_cross"]``, ``["C_g_cross"]`` ``(len(cross_layer_steps), L, L)``: equal-time
+      ``<h_l(t) h_l'(t)>``, ``<g_l(t) g_l'(t)>`` at ``arrays["cross_layer_steps"]``;
+      with ``two_time_cross_layer``, ``["C_h_cross_two_time"]``, ``["C_g_cross_two_time"]``
+      ``(L, L, T+1, T+1)`` with ``[l, l', t, s] = <x_l(t) x_l'(s)>``;
+    * ``info``: ``solve_time_s``, ``cross_layer_time_s``, ``self_consistency_residual``,
+      ``self_consistency_relative``, ``branch_multiplier``, ``richness``, ``modes``, ``kernels``.
+
+    Raises
+    ------
+    dmft.DivergenceError : a loss became non-finite or 1e8 times its initial value (names the step).
+
+    Example
+    -------
+    >>> import dmft
+    >>> r = dmft.solve(dmft.DeepLinear(depth=8, residual=True, branch_scale=1.0),
+    ...                dmft.GaussianData(alpha=2.0), dmft.GradientDescent(learning_rate=0.05, steps=50))
+    >>> round(float(r.test_loss[0]), 6)   # 1 + (1 + beta0^2 / L)^(L - 1) / (gamma0^2 nu)
+    3.280697
+    """
+    if not isinstance(model, DeepLinear) or not model.residual or not math.isfinite(model.depth):
+        raise TypeError(f"`model` must be a residual dmft.DeepLinear of finite depth, got {model!r}")
+    if kernels not in KERNELS:
+        raise ValueError(f"`kernels` must be one of {KERNELS}, got {kernels!r}")
+    depth = int(model.depth)
+    steps = training.steps
+    cross_steps = (
+        default_cross_layer_steps(depth, steps)
+        if cross_layer_steps is None
+        else _check_steps("cross_layer_steps", cross_layer_steps, steps)
+    )
+    started = time.perf_counter()
+    input_side, alpha, online = make_input_side(model, data, training, kernels)
+    solver = ResidualDMFT(
+        depth=depth,
+        branch=model.branch_multiplier,
+        richness=model.richness,
+        width_ratio=model.width_ratio,
+        learning_rate=training.learning_rate,
+        input_side=input_side,
+        kernels=kernels,
+    )
+    run_forward_in_time(solver.advance, input_side, training, data.noise, progress, "dmft residual")
+    solve_time = time.perf_counter() - started
+
+    arrays = solver.order_parameters()
+    spectrum = data.resolved_spectrum()
+    info = {
+        "solve_time_s": solve_time,
+        "modes": spectrum.modes,
+        "richness": model.richness,
+        "branch_multiplier": model.branch_multiplier,
+        "kernels": kernels,
+    }
+    started = time.perf_counter()
+    b = model.branch_multiplier
+    if len(cross_steps):
+        cross = cross_layer_correlations(solver.layer_factors, depth, b, cross_steps)
+        arrays["C_h_cross"], arrays["C_g_cross"] = cross["C_h"], cross["C_g"]
+    arrays["cross_layer_steps"] = cross_steps
+    if two_time_cross_layer:
+        full = cross_layer_correlations(solver.layer_factors, depth, b, range(steps + 1), two_time=True)
+        lower = np.tril(np.ones((depth, depth), dtype=bool), -1)
+        for key in ("C_h", "C_g"):
+            values = np.ascontiguousarray(full[key].transpose(1, 2, 0, 3))  # [l, l', t, s], l <= l'
+            values[lower] = values.transpose(1, 0, 3, 2)[lower]  # <x_l(t) x_l'(s)> = <x_l'(s) x_l(t)>
+            arrays[f"{key}_cross_two_time"] = values
+    info["cross_layer_time_s"] = time.perf_counter() - started
+
+    if self_consistency:
+        started = time.perf_counter()
+        recomputed = whole_window_equations(
+            arrays, depth=depth, branch=model.branch_multiplier, richness=model.richness,
+            width_ratio=model.width_ratio, learning_rate=training.learning_rate,
+            eigenvalues=spectrum.eigenvalues, teacher_variances=spectrum.teacher_variances,
+            alpha=alpha, noise=data.noise, online=online,
+        )  # fmt: skip
+        residual = max(float(np.max(np.abs(recomputed[name] - arrays[name]))) for name in recomputed)
+        scale = max(float(np.max(np.abs(arrays[name]))) for name in recomputed)
+        info["self_consistency_residual"] = residual
+        info["self_consistency_relative"] = residual / scale if scale > 0 else residual
+        info["residual_time_s"] = time.perf_counter() - started
+
+    arrays["test_loss_bias"] = input_side.bias.copy()
+    arrays["test_loss_init_variance"] = input_side.init_variance.copy()
+    arrays["test_loss_data_variance"] = input_side.data_variance.copy()
+    return Result(
+        model=model,
+        data=data,
+        training=training,
+        test_loss=input_side.test_loss(),
+        train_loss=input_side.train_loss(),
+        method="dmft",
+        arrays=arrays,
+        info=info,
+    )
