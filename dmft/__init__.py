@@ -6,6 +6,7 @@ curves (dynamical mean-field theory, or a closed form where one exists);
 """
 
 from . import saxe
+from ._implicit_bias import implicit_bias, minimum_q_interpolator
 from .data import GaussianData, PowerLaw, SparseTeacher, Spectrum
 from .errors import DivergenceError, UnsupportedError
 from .models import DeepLinear, DiagonalLinear, Linear
@@ -29,6 +30,8 @@ __all__ = [
     "SparseTeacher",
     "Spectrum",
     "UnsupportedError",
+    "implicit_bias",
+    "minimum_q_interpolator",
     "saxe",
     "solve",
     "sweep",

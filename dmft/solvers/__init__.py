@@ -89,4 +89,5 @@ def solve(model, data, training, **options) -> Result:
 # Solver modules register themselves on import.
 from . import linear  # noqa: E402,F401
 from . import deep  # noqa: E402,F401
+from . import diagonal  # noqa: E402,F401
 from . import residual, infinite_depth  # noqa: E402,F401
