@@ -53,6 +53,8 @@ import numpy as np
 
 __all__ = [
     "InputSide",
+    "dmft_result",
+    "self_consistency_info",
     "KERNELS",
     "get_kernels",
     "packed_length",
@@ -452,3 +454,36 @@ def whole_window_input_side(
         gain = new_R_Delta @ ones
         new_C_Delta = new_R_Delta @ C_v @ new_R_Delta.T + noise**2 * np.outer(gain, gain)
     return {"C_v": C_v, "R_v": R_v, "C_Delta": new_C_Delta, "R_Delta": new_R_Delta, "C_u": C_u, "R_u": R_u}
+
+
+def self_consistency_info(recomputed: dict, arrays: dict) -> dict:
+    """``self_consistency_residual`` (max absolute difference between the order parameters of the
+    forward solve and those recomputed from the whole-window equations) and its value relative to
+    the largest entry, ``self_consistency_relative``."""
+    residual = max(float(np.max(np.abs(recomputed[name] - arrays[name]))) for name in recomputed)
+    scale = max(float(np.max(np.abs(arrays[name]))) for name in recomputed)
+    return {
+        "self_consistency_residual": residual,
+        "self_consistency_relative": residual / scale if scale > 0 else residual,
+    }
+
+
+def dmft_result(input_side: InputSide, model, data, training, arrays: dict, info: dict):
+    """The :class:`dmft.Result` of a network solver: losses from ``input_side``, its test-loss
+    decomposition added to ``arrays`` (``test_loss_bias``, ``test_loss_init_variance``,
+    ``test_loss_data_variance``)."""
+    from ..result import Result
+
+    arrays["test_loss_bias"] = input_side.bias.copy()
+    arrays["test_loss_init_variance"] = input_side.init_variance.copy()
+    arrays["test_loss_data_variance"] = input_side.data_variance.copy()
+    return Result(
+        model=model,
+        data=data,
+        training=training,
+        test_loss=input_side.test_loss(),
+        train_loss=input_side.train_loss(),
+        method="dmft",
+        arrays=arrays,
+        info=info,
+    )

@@ -77,7 +77,15 @@ from ..models import DeepLinear
 from ..result import Result
 from ..training import GradientDescent, OnlineSGD, check_compatible
 from . import register
-from ._data_side import InputSide, packed_length, packed_row, unpack, whole_window_input_side
+from ._data_side import (
+    InputSide,
+    dmft_result,
+    packed_length,
+    packed_row,
+    self_consistency_info,
+    unpack,
+    whole_window_input_side,
+)
 
 __all__ = ["solve_deep_linear", "DeepLinearDMFT"]
 
@@ -118,7 +126,6 @@ class _Layer:
         """Row ``t`` of ``g = xi + B h``: ``b_row = B[t, :t]`` (``None`` for the top layer, whose
         ``B = eta gamma0 S`` makes ``g(t) = g(t-1) + eta gamma0 h(t-1)`` a running sum);
         ``chi_cov`` filled to row ``t - 1``, ``xi_cov`` to row ``t``."""
-        n = t + 1
         g_chi = packed_row(self.G_chi, t)
         g_xi = packed_row(self.G_xi, t)
         if self.top:
@@ -448,22 +455,7 @@ def solve_deep_linear(
             noise=data.noise,
             online=online,
         )
-        residual = max(float(np.max(np.abs(recomputed[name] - arrays[name]))) for name in recomputed)
-        scale = max(float(np.max(np.abs(arrays[name]))) for name in recomputed)
-        info["self_consistency_residual"] = residual
-        info["self_consistency_relative"] = residual / scale if scale > 0 else residual
+        info.update(self_consistency_info(recomputed, arrays))
         info["residual_time_s"] = time.perf_counter() - started
 
-    arrays["test_loss_bias"] = input_side.bias.copy()
-    arrays["test_loss_init_variance"] = input_side.init_variance.copy()
-    arrays["test_loss_data_variance"] = input_side.data_variance.copy()
-    return Result(
-        model=model,
-        data=data,
-        training=training,
-        test_loss=input_side.test_loss(),
-        train_loss=input_side.train_loss(),
-        method="dmft",
-        arrays=arrays,
-        info=info,
-    )
+    return dmft_result(input_side, model, data, training, arrays, info)

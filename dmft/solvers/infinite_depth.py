@@ -42,7 +42,7 @@ from ..result import Result
 from ..training import GradientDescent, OnlineSGD
 from .._validate import positive_int
 from . import register
-from ._data_side import packed_length, packed_row, unpack
+from ._data_side import dmft_result, packed_length, packed_row, unpack
 from .residual import (
     _check_steps,
     _supports,
@@ -444,18 +444,13 @@ def solve_infinite_depth(
         cross = infinite_depth_cross_layer(solver, cross_steps)
         arrays["C_h_cross"], arrays["C_g_cross"] = cross["C_h"], cross["C_g"]
     arrays["cross_layer_steps"] = cross_steps
-    arrays["test_loss_bias"] = input_side.bias.copy()
-    arrays["test_loss_init_variance"] = input_side.init_variance.copy()
-    arrays["test_loss_data_variance"] = input_side.data_variance.copy()
-    return Result(
-        model=model,
-        data=data,
-        training=training,
-        test_loss=input_side.test_loss(),
-        train_loss=input_side.train_loss(),
-        method="dmft",
-        arrays=arrays,
-        info={
+    return dmft_result(
+        input_side,
+        model,
+        data,
+        training,
+        arrays,
+        {
             "solve_time_s": solve_time,
             "cross_layer_time_s": time.perf_counter() - started,
             "layer_steps": layer_steps,

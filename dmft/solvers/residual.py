@@ -79,7 +79,15 @@ from ..models import DeepLinear
 from ..result import Result
 from ..training import GradientDescent, OnlineSGD
 from . import register
-from ._data_side import InputSide, packed_length, packed_row, unpack, whole_window_input_side
+from ._data_side import (
+    InputSide,
+    dmft_result,
+    packed_length,
+    packed_row,
+    self_consistency_info,
+    unpack,
+    whole_window_input_side,
+)
 
 __all__ = [
     "solve_residual_linear",
@@ -690,22 +698,7 @@ def solve_residual_linear(
             eigenvalues=spectrum.eigenvalues, teacher_variances=spectrum.teacher_variances,
             alpha=alpha, noise=data.noise, online=online,
         )  # fmt: skip
-        residual = max(float(np.max(np.abs(recomputed[name] - arrays[name]))) for name in recomputed)
-        scale = max(float(np.max(np.abs(arrays[name]))) for name in recomputed)
-        info["self_consistency_residual"] = residual
-        info["self_consistency_relative"] = residual / scale if scale > 0 else residual
+        info.update(self_consistency_info(recomputed, arrays))
         info["residual_time_s"] = time.perf_counter() - started
 
-    arrays["test_loss_bias"] = input_side.bias.copy()
-    arrays["test_loss_init_variance"] = input_side.init_variance.copy()
-    arrays["test_loss_data_variance"] = input_side.data_variance.copy()
-    return Result(
-        model=model,
-        data=data,
-        training=training,
-        test_loss=input_side.test_loss(),
-        train_loss=input_side.train_loss(),
-        method="dmft",
-        arrays=arrays,
-        info=info,
-    )
+    return dmft_result(input_side, model, data, training, arrays, info)
