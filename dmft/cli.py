@@ -20,53 +20,99 @@ def _add_configuration_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=("linear", "deep", "diagonal"), default="deep",
                        help="linear (depth 0), deep (deep linear network) or diagonal")
-    model.add_argument("--depth", type=float, default=None,
-                       help="hidden layers (deep; 'inf' for the residual infinite-depth limit) or factors (diagonal)")
-    model.add_argument("--width-ratio", type=float, default=1.0, help="nu = N / D")
-    model.add_argument("--gamma0", type=float, default=1.0, help="richness")
-    model.add_argument("--parameterization", choices=("mup", "ntk"), default="mup")
-    model.add_argument("--residual", action="store_true", help="residual branches branch_scale/sqrt(depth)")
-    model.add_argument("--branch-scale", type=float, default=1.0)
-    model.add_argument("--init-scale", type=float, default=0.1, help="diagonal networks: a = b = init_scale")
+    model.add_argument("--depth", type=_depth, default=None,
+                       help="hidden layers (deep, default 1; 'inf' for the residual infinite-depth limit) "
+                            "or factors (diagonal, default 2)")
+    model.add_argument("--width-ratio", type=float, default=None, help="deep: nu = N / D (default 1)")
+    model.add_argument("--gamma0", type=float, default=None, help="deep: richness (default 1)")
+    model.add_argument("--parameterization", choices=("mup", "ntk"), default=None, help="deep (default mup)")
+    model.add_argument("--residual", action="store_true", help="deep: residual branches branch_scale/sqrt(depth)")
+    model.add_argument("--branch-scale", type=float, default=None, help="deep, residual: beta0 (default 1)")
+    model.add_argument("--init-scale", type=float, default=None, help="diagonal: a = b = init_scale (default 0.1)")
     data = parser.add_argument_group("data")
-    data.add_argument("--alpha", type=float, default=2.0, help="P / D (ignored with --online)")
+    data.add_argument("--alpha", type=float, default=None, help="P / D for full-batch GD (default 2)")
     data.add_argument("--noise", type=float, default=0.0, help="label-noise standard deviation")
     data.add_argument("--power-law", type=float, nargs=2, metavar=("A", "B"), default=None,
                       help="power-law spectrum with capacity A and source B")
-    data.add_argument("--modes", type=int, default=100, help="modes of the power-law spectrum")
+    data.add_argument("--modes", type=int, default=None, help="modes of the power-law spectrum (default 100)")
     data.add_argument("--sparse", type=float, default=None, metavar="DENSITY",
                       help="sparse teacher of this density (scale 1)")
     training = parser.add_argument_group("training")
     training.add_argument("--learning-rate", type=float, default=0.05)
     training.add_argument("--steps", type=int, default=100)
     training.add_argument("--online", action="store_true", help="online SGD instead of full-batch GD")
-    training.add_argument("--batch-ratio", type=float, default=1.0, help="online SGD batch size / D")
+    training.add_argument("--batch-ratio", type=float, default=None, help="online SGD batch size / D (default 1)")
     output = parser.add_argument_group("output")
     output.add_argument("--json", type=Path, default=None, help="write the result as JSON")
     output.add_argument("--png", type=Path, default=None, help="write a figure of the curves")
 
 
+def _depth(text: str) -> int | float:
+    """``--depth``: an integer, or ``inf`` (the residual infinite-depth limit)."""
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer or 'inf', got {text!r}") from None
+
+
+# flags that only apply to some models / training rules: (flag, attribute, applies to)
+_MODEL_FLAGS = {
+    "--depth": ("depth", ("deep", "diagonal")),
+    "--width-ratio": ("width_ratio", ("deep",)),
+    "--gamma0": ("gamma0", ("deep",)),
+    "--parameterization": ("parameterization", ("deep",)),
+    "--branch-scale": ("branch_scale", ("deep",)),
+    "--init-scale": ("init_scale", ("diagonal",)),
+}
+
+
+def _given(args, attribute: str) -> bool:
+    value = getattr(args, attribute)
+    return value is not None and value is not False
+
+
 def build_configuration(args: argparse.Namespace):
-    """``(model, data, training)`` from parsed command-line arguments."""
+    """``(model, data, training)`` from parsed command-line arguments.
+
+    Raises ``ValueError`` for a flag that does not apply to the chosen model or training rule
+    (rather than silently ignoring it).
+    """
     import dmft
+
+    for flag, (attribute, models) in {**_MODEL_FLAGS, "--residual": ("residual", ("deep",))}.items():
+        if _given(args, attribute) and args.model not in models:
+            raise ValueError(f"{flag} does not apply to --model {args.model}")
+    if args.branch_scale is not None and not args.residual:
+        raise ValueError("--branch-scale needs --residual")
+    if args.modes is not None and args.power_law is None:
+        raise ValueError("--modes needs --power-law")
+    if args.online and args.alpha is not None:
+        raise ValueError("--alpha is the size of a fixed data set; --online draws fresh batches (use --batch-ratio)")
+    if not args.online and args.batch_ratio is not None:
+        raise ValueError("--batch-ratio needs --online")
+
+    def value(attribute, default):
+        given = getattr(args, attribute)
+        return default if given is None else given
 
     if args.model == "linear":
         model = dmft.Linear()
     elif args.model == "diagonal":
-        model = dmft.DiagonalLinear(depth=int(args.depth or 2), init_scale=args.init_scale)
+        model = dmft.DiagonalLinear(depth=value("depth", 2), init_scale=value("init_scale", 0.1))
     else:
-        depth = 1 if args.depth is None else args.depth
         model = dmft.DeepLinear(
-            depth=depth if math.isinf(depth) else int(depth), width_ratio=args.width_ratio,
-            gamma0=args.gamma0, parameterization=args.parameterization, residual=args.residual,
-            branch_scale=args.branch_scale,
+            depth=value("depth", 1), width_ratio=value("width_ratio", 1.0), gamma0=value("gamma0", 1.0),
+            parameterization=value("parameterization", "mup"), residual=args.residual,
+            branch_scale=value("branch_scale", 1.0),
         )
-    spectrum = None if args.power_law is None else dmft.PowerLaw(*args.power_law, modes=args.modes)
+    spectrum = None if args.power_law is None else dmft.PowerLaw(*args.power_law, modes=value("modes", 100))
     teacher = None if args.sparse is None else dmft.SparseTeacher(density=args.sparse)
-    data = dmft.GaussianData(alpha=None if args.online else args.alpha, noise=args.noise,
+    data = dmft.GaussianData(alpha=None if args.online else value("alpha", 2.0), noise=args.noise,
                              spectrum=spectrum, teacher=teacher)
     if args.online:
-        training = dmft.OnlineSGD(args.learning_rate, args.steps, batch_ratio=args.batch_ratio)
+        training = dmft.OnlineSGD(args.learning_rate, args.steps, batch_ratio=value("batch_ratio", 1.0))
     else:
         training = dmft.GradientDescent(args.learning_rate, args.steps)
     return model, data, training

@@ -79,7 +79,7 @@ class PowerLaw:
     def __post_init__(self):
         object.__setattr__(self, "a", positive("a", self.a))
         object.__setattr__(self, "b", finite("b", self.b))
-        positive_int("modes", self.modes)
+        object.__setattr__(self, "modes", positive_int("modes", self.modes))
 
     def resolve(self) -> Spectrum:
         """The explicit :class:`Spectrum` of this power law."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from numbers import Integral
 
 from ._validate import positive, positive_int
 
@@ -65,14 +66,14 @@ class DeepLinear:
                     "`depth` = inf is only defined for residual networks (residual=True)"
                 )
         else:
-            if isinstance(self.depth, float) and self.depth.is_integer():
-                object.__setattr__(self, "depth", int(self.depth))
-            if not isinstance(self.depth, bool) and isinstance(self.depth, int) and self.depth < 1:
+            if isinstance(self.depth, bool) or not isinstance(self.depth, Integral):
+                raise TypeError(f"`depth` must be an integer or math.inf, got {self.depth!r}")
+            if self.depth < 1:
                 raise ValueError(
                     f"`depth` must be >= 1 hidden layer, got {self.depth} "
                     "(depth 0 is dmft.Linear())"
                 )
-            positive_int("depth", self.depth)
+            object.__setattr__(self, "depth", int(self.depth))
         object.__setattr__(self, "width_ratio", positive("width_ratio", self.width_ratio))
         object.__setattr__(self, "gamma0", positive("gamma0", self.gamma0))
         if self.parameterization not in PARAMETERIZATIONS:
@@ -109,7 +110,7 @@ class DiagonalLinear:
     init_scale: float = 0.1
 
     def __post_init__(self):
-        positive_int("depth", self.depth)
+        object.__setattr__(self, "depth", positive_int("depth", self.depth))
         object.__setattr__(self, "init_scale", positive("init_scale", self.init_scale))
 
     replace = replace

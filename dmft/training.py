@@ -24,7 +24,7 @@ class GradientDescent:
 
     def __post_init__(self):
         object.__setattr__(self, "learning_rate", positive("learning_rate", self.learning_rate))
-        positive_int("steps", self.steps)
+        object.__setattr__(self, "steps", positive_int("steps", self.steps))
 
     replace = replace
 
@@ -43,7 +43,7 @@ class OnlineSGD:
 
     def __post_init__(self):
         object.__setattr__(self, "learning_rate", positive("learning_rate", self.learning_rate))
-        positive_int("steps", self.steps)
+        object.__setattr__(self, "steps", positive_int("steps", self.steps))
         object.__setattr__(self, "batch_ratio", positive("batch_ratio", self.batch_ratio))
 
     replace = replace

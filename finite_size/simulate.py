@@ -80,7 +80,7 @@ def simulate(
     """
     dim = positive_int("dim", dim)
     seeds = positive_int("seeds", seeds)
-    positive_int("seed", seed, minimum=0)
+    seed = positive_int("seed", seed, minimum=0)
     if snapshot_every is not None:
         positive_int("snapshot_every", snapshot_every)
     check_compatible(data, training)

@@ -55,10 +55,24 @@ def test_saxe_command(tmp_path):
         (["solve", "--depth", "2", "--learning-rate", "5", "--steps", "50"], "at step 2; lower `learning_rate` (got 5)"),
         (["solve", "--width-ratio", "-1"], "`width_ratio` must be positive"),
         (["simulate", "--dim", "0"], "`dim` must be >= 1"),
+        (["solve", "--model", "diagonal", "--depth", "0", "--alpha", "0.5"], "`depth` must be >= 1"),
+        (["solve", "--model", "diagonal", "--depth", "inf", "--alpha", "0.5"], "`depth` must be an integer"),
+        (["solve", "--depth", "2.7"], "argument --depth: must be an integer or 'inf'"),
+        (["solve", "--model", "linear", "--depth", "3"], "--depth does not apply to --model linear"),
+        (["solve", "--model", "diagonal", "--width-ratio", "3"], "--width-ratio does not apply"),
+        (["solve", "--modes", "10"], "--modes needs --power-law"),
+        (["solve", "--online", "--alpha", "2"], "--online draws fresh batches"),
+        (["solve", "--batch-ratio", "2"], "--batch-ratio needs --online"),
+        (["solve", "--branch-scale", "2"], "--branch-scale needs --residual"),
     ],
 )
 def test_bad_input_is_a_clear_error(argv, message, capsys):
-    assert main(argv) == 2
+    """Bad values and flags that do not apply to the chosen model are errors, never ignored."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse rejects malformed values itself
+        code = exit_info.code
+    assert code == 2
     assert message in capsys.readouterr().err
 
 

@@ -201,3 +201,13 @@ def test_add_outer_kernel_matches_reference():
     expected = matrices + 0.3 * left[:, :, None] * right[:, None, :]
     add_outer(matrices, 0.3, left, right)
     np.testing.assert_allclose(matrices, expected, rtol=1e-14, atol=1e-14)
+
+
+def test_numpy_integers_are_stored_as_python_integers(tmp_path):
+    """Configurations built from numpy arrays (np.arange) save and load: sizes become Python ints."""
+    model = dmft.DeepLinear(depth=np.int64(2))
+    training = dmft.GradientDescent(0.1, np.int64(3))
+    assert type(model.depth) is int and type(training.steps) is int
+    result = finite_size.simulate(model, dmft.GaussianData(alpha=1.0), training, dim=8, seeds=2, seed=np.int64(1))
+    loaded = dmft.Result.load(result.save(tmp_path / "r.npz"))
+    assert loaded.model == model and loaded.info["seed"] == 1
