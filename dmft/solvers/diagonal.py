@@ -272,7 +272,7 @@ def solve_diagonal(
         "stratify": bool(stratify),
         "moment_matching": bool(moment_matching),
         "max_rank": max_rank,
-        "wall_time": time.perf_counter() - started,
+        "wall_time_s": time.perf_counter() - started,
     }
     return Result(
         model=model,
