@@ -44,7 +44,6 @@ def solve_scaling(steps_list, learning_rate=0.05):
         result = dmft.solve(DEPTH3, DATA, training, self_consistency=False)
         cpu = time.process_time() - started
         cpu_times.append(cpu)
-        started, cpu_started = time.perf_counter(), time.process_time()
         checked = dmft.solve(DEPTH3, DATA, training)
         check_wall = checked.info["residual_time_s"]
         print(

@@ -350,15 +350,9 @@ def add_sweep_command(subparsers) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m dmft.cli_sweep CONFIG ...``: the sweep command on its own (same as ``dmft sweep``)."""
-    parser = argparse.ArgumentParser(prog="dmft")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_sweep_command(commands)
-    args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.run(args)
-    except (ValueError, TypeError, FloatingPointError) as error:
-        print(f"dmft sweep: error: {error}", file=sys.stderr)
-        return 2
+    from .cli import main as dmft_main
+
+    return dmft_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

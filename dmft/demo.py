@@ -34,7 +34,7 @@ class _Comparison:
                    float(sem), float(gap), float(gap / sem) if sem > 0 else float("nan"))
 
 
-def _saxe_panel(ax, quick: bool) -> list[_Comparison]:
+def _saxe_panel(ax) -> list[_Comparison]:
     from finite_size.saxe import SaxeNetwork, simulate_saxe
 
     from . import saxe
@@ -110,7 +110,7 @@ def run_demo(out: Path | str = "demo_output", *, quick: bool = False) -> int:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
-    comparisons = _saxe_panel(axes[0, 0], quick)
+    comparisons = _saxe_panel(axes[0, 0])
     depth0 = [
         ("alpha=0.5", Linear(), GaussianData(alpha=0.5, noise=0.3), GradientDescent(0.3, 60)),
         ("alpha=2", Linear(), GaussianData(alpha=2.0, noise=0.3), GradientDescent(0.3, 60)),

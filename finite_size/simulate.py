@@ -103,7 +103,7 @@ def simulate(
 
     if isinstance(training, GradientDescent):
         full_batch = sample_full_batch(beta_star_host, eigenvalues, data.alpha, data.noise, problem_rng).to(xp)
-        drive = lambda beta, step: full_batch.residual_drive(beta, xp)  # noqa: E731
+        drive = lambda beta: full_batch.residual_drive(beta, xp)  # noqa: E731
         count = full_batch.count
     else:
         count = max(1, int(round(training.batch_ratio * dim)))
@@ -111,7 +111,7 @@ def simulate(
         scale = xp.sqrt(weights)
         root = math.sqrt(dim)
 
-        def drive(beta, step):
+        def drive(beta):
             inputs = sample_inputs(batch_rng, xp, scale, seeds, count)
             residual = xp.matmul(inputs, (beta_star - beta)[:, :, None])[..., 0] / root
             residual += data.noise * batch_rng.standard_normal((seeds, count))
@@ -129,7 +129,7 @@ def simulate(
         iterator = tqdm(iterator, desc="simulate", unit="step")
     for step in iterator:
         beta = network.beta()
-        u, train = drive(beta, step)
+        u, train = drive(beta)
         test = xp.sum(weights * (beta - beta_star) ** 2, axis=1) / dim + noise_power
         test_loss[:, step] = to_numpy(test)
         train_loss[:, step] = to_numpy(train)
