@@ -5,19 +5,22 @@ curves (dynamical mean-field theory, or a closed form where one exists);
 ``finite_size.simulate`` trains real networks with the same three configuration objects.
 """
 
-from . import saxe
+from . import saxe, schedules
 from ._implicit_bias import implicit_bias, minimum_q_interpolator
 from .data import GaussianData, PowerLaw, SparseTeacher, Spectrum
 from .errors import DivergenceError, UnsupportedError
 from .models import DeepLinear, DiagonalLinear, Linear
-from .result import Result
+from .result import AccuracyWarning, Result
 from ._sweep import sweep
 from .solvers import solve
-from .training import GradientDescent, OnlineSGD
+from .training import GradientDescent, GradientFlow, OnlineSGD
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccuracyWarning",
+    "GradientFlow",
+    "schedules",
     "DeepLinear",
     "DiagonalLinear",
     "DivergenceError",

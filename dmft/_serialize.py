@@ -23,6 +23,7 @@ CONFIG_TYPES: dict[str, type] = {
         _data.SparseTeacher,
         _training.GradientDescent,
         _training.OnlineSGD,
+        _training.GradientFlow,
     )
 }
 

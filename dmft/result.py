@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -11,9 +12,36 @@ import numpy as np
 
 from ._serialize import config_from_dict, config_to_dict
 
-__all__ = ["Result"]
+__all__ = ["Result", "AccuracyWarning", "STATUS_OK", "STATUS_WARNING", "diagnose"]
 
-_CURVES = ("test_loss", "train_loss", "test_loss_sem", "train_loss_sem")
+_CURVES = ("time", "test_loss", "train_loss", "test_loss_sem", "train_loss_sem")
+
+STATUS_OK = 0
+STATUS_WARNING = 1
+
+
+class AccuracyWarning(UserWarning):
+    """A result was computed, but one of its own accuracy diagnostics exceeded its threshold
+    (the result's ``status`` is 1 and its ``message`` says which and what to do)."""
+
+
+def diagnose(checks) -> tuple[int, str]:
+    """``(status, message)`` from ``checks``, an iterable of ``(name, value, threshold, remedy)``.
+
+    A check fails when ``value`` exceeds ``threshold`` or is not finite (NaN never passes). Every
+    failure is listed in the message and raised as an :class:`AccuracyWarning`; no failure gives
+    ``(STATUS_OK, "ok")``.
+    """
+    failures = []
+    for name, value, threshold, remedy in checks:
+        value = float(value)
+        if not (value <= threshold):  # catches NaN
+            failures.append(f"{name} = {value:.3g} exceeds {threshold:.3g}; {remedy}")
+    if not failures:
+        return STATUS_OK, "ok"
+    message = "; ".join(failures)
+    warnings.warn(message, AccuracyWarning, stacklevel=3)
+    return STATUS_WARNING, message
 
 
 @dataclass(frozen=True, eq=False)
@@ -23,14 +51,19 @@ class Result:
     Attributes
     ----------
     model, data, training : the configuration that produced it.
-    test_loss, train_loss : arrays of shape ``(steps + 1,)``, index = step (0 = initialisation),
-        losses without the factor 1/2. For a simulation: the mean over seeds.
+    test_loss, train_loss : arrays of shape ``(len(time),)``, losses without the factor 1/2, at
+        the times ``time``. For a simulation: the mean over seeds.
     test_loss_sem, train_loss_sem : standard errors of those curves (over seeds for a
         simulation, Monte Carlo error for a sampling solver), or ``None`` for exact answers.
     method : ``"dmft"``, ``"exact"`` or ``"simulation"``.
     arrays : further named arrays; each solver documents its own (order parameters, loss
         decomposition, per-seed curves, snapshots).
     info : JSON-able scalars: sizes, seeds, backend, timings, residuals.
+    time : the times of the curves: the step index ``0 .. steps`` for discrete training (the
+        default when not given), the flow time for :class:`dmft.GradientFlow`.
+    status, message : ``0`` and ``"ok"`` when every accuracy diagnostic of the solver passed;
+        ``1`` and what failed (and what to do) otherwise, as in ``scipy``'s results. Failures
+        that leave no usable answer raise instead.
     """
 
     model: Any
@@ -43,10 +76,28 @@ class Result:
     method: str = "dmft"
     arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
     info: Mapping[str, Any] = field(default_factory=dict)
+    time: np.ndarray | None = None
+    status: int = STATUS_OK
+    message: str = "ok"
+
+    def __post_init__(self):
+        if self.time is None:
+            object.__setattr__(self, "time", np.arange(len(self.test_loss), dtype=float))
+        else:
+            object.__setattr__(self, "time", np.asarray(self.time, dtype=float))
+        if self.time.shape != np.shape(self.test_loss):
+            raise ValueError(
+                f"`time` has shape {self.time.shape} but the curves have {np.shape(self.test_loss)}"
+            )
+
+    @property
+    def success(self) -> bool:
+        """``status == 0``: every accuracy diagnostic passed."""
+        return self.status == STATUS_OK
 
     @property
     def steps(self) -> np.ndarray:
-        """Step index of every curve entry, ``0 .. training.steps``."""
+        """Index of every curve entry, ``0 .. len(time) - 1`` (the step for discrete training)."""
         return np.arange(len(self.test_loss))
 
     def config(self) -> dict:
@@ -56,6 +107,8 @@ class Result:
             "data": config_to_dict(self.data),
             "training": config_to_dict(self.training),
             "method": self.method,
+            "status": self.status,
+            "message": self.message,
             "info": dict(self.info),
         }
 
@@ -89,6 +142,8 @@ class Result:
             data=config_from_dict(config["data"]),
             training=config_from_dict(config["training"]),
             method=config["method"],
+            status=config.get("status", STATUS_OK),
+            message=config.get("message", "ok"),
             info=config["info"],
             arrays=arrays,
             **curves,
@@ -104,6 +159,7 @@ class Result:
 
     def __repr__(self) -> str:
         return (
-            f"Result(method={self.method!r}, model={self.model!r}, steps={len(self.test_loss) - 1}, "
+            f"Result(method={self.method!r}, status={self.status}, model={self.model!r}, "
+            f"points={len(self.test_loss)}, final time={float(self.time[-1]):.6g}, "
             f"final test_loss={float(self.test_loss[-1]):.6g}, final train_loss={float(self.train_loss[-1]):.6g})"
         )

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ..errors import UnsupportedError
 from ..result import Result
-from ..training import check_compatible
+from ..training import TRAININGS, check_compatible
 
 __all__ = ["register", "solve", "registered_solvers"]
 
@@ -66,13 +66,20 @@ def solve(model, data, training, **options) -> Result:
     ValueError : the data and training do not go together (e.g. ``alpha=None`` with full batch).
     dmft.DivergenceError : the dynamics diverged (names the step; lower the learning rate).
     """
-    check_compatible(data, training)
     candidates = [
         e for e in _REGISTRY if isinstance(model, e.model_type) and (e.when is None or e.when(model))
     ]
     if not candidates:
         known = ", ".join(sorted({e.model_type.__name__ for e in _REGISTRY}))
+        model_types = tuple({e.model_type for e in _REGISTRY})
+        if isinstance(data, model_types) or isinstance(training, model_types):
+            raise TypeError(
+                "dmft.solve takes (model, data, training) in that order; got "
+                f"({type(model).__name__}, {type(data).__name__}, {type(training).__name__})"
+            )
         raise UnsupportedError(f"no DMFT solver for {model!r}; solvers exist for: {known}")
+    if isinstance(training, TRAININGS):
+        check_compatible(data, training)
     for entry in candidates:
         if not isinstance(training, entry.trainings):
             continue

@@ -1,0 +1,153 @@
+"""Spherical Boltzmann machines: model, data and training configurations (docs/spherical.md).
+
+Model: energy ``E(x; W) = -x^T W x / 2`` on the sphere ``|x|^2 = N``, ``P_W(x) ~ exp(-beta E)``.
+Data: an empirical covariance of rank ``K`` given by its eigenvalues ``c_1 >= ... >= c_K`` with
+``sum_a c_a = K``, or a teacher-student generator with a rank-one spike of strength ``omega*``.
+Training: Langevin dynamics on the couplings (Gaussian prior of precision ``gamma``, likelihood
+weight ``eta``), with a persistent sampling chain of relative speed ``nu`` at inverse temperature
+``beta`` for the negative phase.
+
+These objects compose with ``dmft.solve`` (large-N dynamics), ``dmft.equilibrium`` (the
+``t -> infinity`` answer by random-matrix theory) and ``finite_size.simulate`` (finite-N Langevin
+training) like the networks' configurations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ._validate import positive, positive_int
+
+__all__ = ["SphericalBoltzmann", "DataCovariance", "SpikedTeacher", "Langevin"]
+
+
+def _positive_or_inf(name: str, value) -> float:
+    if value == math.inf:
+        return math.inf
+    return positive(name, value)
+
+
+@dataclass(frozen=True)
+class SphericalBoltzmann:
+    """``E(x; W) = -x^T W x / 2`` on ``|x|^2 = N``; samples ``P_W(x) ~ exp(-beta E(x; W))``.
+
+    Parameters
+    ----------
+    inverse_temperature : ``beta > 0``, the inverse temperature at which the model is sampled
+        (the persistent chain and generation).
+    """
+
+    inverse_temperature: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(
+            self, "inverse_temperature", positive("inverse_temperature", self.inverse_temperature)
+        )
+
+    replace = replace
+
+
+@dataclass(frozen=True)
+class DataCovariance:
+    """An empirical data covariance of rank ``K = len(eigenvalues)``: its non-zero eigenvalues
+    ``c_1 >= ... >= c_K > 0`` (sorted on construction), which must sum to ``K`` (the data points
+    lie on the sphere: ``tr C / N = 1`` per sample); data directions are orthonormal."""
+
+    eigenvalues: tuple[float, ...]
+
+    def __post_init__(self):
+        try:
+            values = np.asarray(self.eigenvalues, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise TypeError(f"`eigenvalues` must be a sequence of numbers, got {self.eigenvalues!r}") from None
+        if values.size == 0:
+            raise ValueError("`eigenvalues` must not be empty")
+        if not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise ValueError(f"`eigenvalues` must be positive and finite, got {self.eigenvalues!r}")
+        total = float(values.sum())
+        if abs(total - values.size) > 1e-9 * values.size:
+            raise ValueError(
+                f"`eigenvalues` must sum to K = {values.size} (the number of samples), got {total:.12g}"
+            )
+        object.__setattr__(self, "eigenvalues", tuple(float(v) for v in np.sort(values)[::-1]))
+
+    @property
+    def samples(self) -> int:
+        """``K``, the rank of the covariance."""
+        return len(self.eigenvalues)
+
+    def resolve(self) -> "DataCovariance":
+        return self
+
+    replace = replace
+
+
+@dataclass(frozen=True)
+class SpikedTeacher:
+    """Teacher-student data: ``K = samples`` points drawn from a teacher machine with a rank-one
+    spike of strength ``omega* = strength > 1`` (the teacher's covariance is ``omega*`` along its
+    spike, 1 elsewhere, up to the spherical normalisation).
+
+    :meth:`resolve` gives the typical (``N -> infinity``) empirical spectrum as a
+    :class:`DataCovariance`; ``finite_size.simulate`` draws the samples themselves.
+    """
+
+    strength: float = 2.0
+    samples: int = 2
+
+    def __post_init__(self):
+        strength = positive("strength", self.strength)
+        if strength <= 1:
+            raise ValueError(f"`strength` (omega*) must exceed 1 for a spike, got {strength}")
+        object.__setattr__(self, "strength", strength)
+        object.__setattr__(self, "samples", positive_int("samples", self.samples))
+
+    def resolve(self) -> DataCovariance:
+        raise NotImplementedError  # filled in with the theory (issue 12)
+
+    replace = replace
+
+
+@dataclass(frozen=True)
+class Langevin:
+    """Langevin training of the couplings with a persistent sampling chain (THEORY 5)::
+
+        dW/dt = C/2 - (K/2N) x x^T - (gamma/2) W + Omega / sqrt(eta N)       (Omega: GOE white noise)
+        dx/dt = nu W x - kappa x + sqrt(2 nu / beta) xi                       (on |x|^2 = N)
+
+    Parameters
+    ----------
+    time : training time to reach (``> 0``), in the units of the equation above.
+    prior_precision : ``gamma > 0`` (L2 regularisation).
+    likelihood_weight : ``eta > 0`` (tempered posterior); ``math.inf`` is MAP (no noise on ``W``).
+    chain_speed : ``nu > 0``, the speed of the sampling chain relative to training; ``math.inf``
+        is an equilibrium negative phase.
+    save_at : times at which to report (increasing, within ``[0, time]``), or ``None`` (the
+        solver's grid).
+    rtol : target relative accuracy of the reported observables.
+    """
+
+    time: float = 100.0
+    prior_precision: float = 1.0
+    likelihood_weight: float = 10.0
+    chain_speed: float = 1.0
+    save_at: tuple[float, ...] | None = None
+    rtol: float = 1e-4
+
+    def __post_init__(self):
+        object.__setattr__(self, "time", positive("time", self.time))
+        object.__setattr__(self, "prior_precision", positive("prior_precision", self.prior_precision))
+        object.__setattr__(
+            self, "likelihood_weight", _positive_or_inf("likelihood_weight", self.likelihood_weight)
+        )
+        object.__setattr__(self, "chain_speed", _positive_or_inf("chain_speed", self.chain_speed))
+        from .training import GradientFlow  # the same checks of save_at and rtol
+
+        checked = GradientFlow(time=self.time, save_at=self.save_at, rtol=self.rtol)
+        object.__setattr__(self, "save_at", checked.save_at)
+        object.__setattr__(self, "rtol", checked.rtol)
+
+    replace = replace
