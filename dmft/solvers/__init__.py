@@ -80,6 +80,11 @@ def solve(model, data, training, **options) -> Result:
         raise UnsupportedError(f"no DMFT solver for {model!r}; solvers exist for: {known}")
     if isinstance(training, TRAININGS):
         check_compatible(data, training)
+    elif isinstance(data, TRAININGS) or any(isinstance(data, e.trainings) for e in _REGISTRY):
+        raise TypeError(
+            "dmft.solve takes (model, data, training) in that order; got "
+            f"({type(model).__name__}, {type(data).__name__}, {type(training).__name__})"
+        )
     for entry in candidates:
         if not isinstance(training, entry.trainings):
             continue
