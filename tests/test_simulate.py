@@ -48,7 +48,7 @@ def test_step_is_scaled_gradient_of_raw_loss(model, rate_scale, keep_examples):
     labels = rng.standard_normal((1, count))
     network = build_network(model, dim, 1, np.random.default_rng(4), np)
     if isinstance(model, dmft.Linear):  # start away from beta = 0 so every term is exercised
-        network.weights += rng.standard_normal((1, dim))
+        network.params[0] += rng.standard_normal((1, dim))
     width = getattr(network, "width", None)
     full_batch = full_batch_from_examples(inputs, labels, keep_examples=keep_examples)
 
