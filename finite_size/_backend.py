@@ -31,6 +31,7 @@ __all__ = [
     "namespace",
     "to_device",
     "to_numpy",
+    "to_host",
     "add_outer",
     "blas_threads",
     "DEFAULT_THREADS",
@@ -69,6 +70,23 @@ def namespace(backend: str):
 def to_device(xp, array: np.ndarray):
     """A host (NumPy) array as an array of namespace ``xp`` (float64)."""
     return xp.asarray(np.ascontiguousarray(array, dtype=np.float64))
+
+
+def to_host(xp, array) -> np.ndarray:
+    """``array`` (of namespace ``xp``) as a NumPy array on the host.
+
+    Raises ``TypeError`` when ``array`` is not of namespace ``xp``: a NumPy-only call on the way
+    (``np.sqrt(x)``, ``np.float64 * x``) silently turns strict array-API arrays into NumPy arrays,
+    and this is where the tests with ``backend="array_api_strict"`` catch it.
+    """
+    from array_api_compat import array_namespace
+
+    if array_namespace(array) is not xp:
+        raise TypeError(
+            f"internal error: an array of {array_namespace(array).__name__} reached the host where one "
+            f"of {xp.__name__} was expected (a call that only NumPy accepts on the way)"
+        )
+    return to_numpy(array)
 
 
 def add_outer(matrices, scale: float, left, right) -> None:

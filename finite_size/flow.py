@@ -47,7 +47,7 @@ import numpy as np
 
 from dmft.errors import DIVERGENCE_FACTOR, DivergenceError
 
-from ._backend import to_numpy
+from ._backend import to_host
 from .networks import apply_update, shifted_parameters
 
 __all__ = ["FlowDivergenceError", "BOGACKI_SHAMPINE", "integrate_flow", "FlowTrace"]
@@ -162,7 +162,7 @@ def integrate_flow(
     u, train = drive(beta)
     test = test_loss(beta)
     stage_one = network.direction(u, cache, params)
-    initial_test = to_numpy(test)
+    initial_test = to_host(xp, test)
     atol = _ABSOLUTE_FLOOR * rtol * float(np.sqrt(np.mean(initial_test)))
     evaluations = 1
 
@@ -170,16 +170,16 @@ def integrate_flow(
 
     def record(t, test_now, train_now):
         times.append(t)
-        tests.append(to_numpy(test_now))
-        trains.append(to_numpy(train_now))
+        tests.append(to_host(xp, test_now))
+        trains.append(to_host(xp, train_now))
 
     if record_every_step or 0.0 in saved_targets:
         record(0.0, test, train)
-    _check_finite(initial_test, to_numpy(train), initial_test, 0.0)
+    _check_finite(initial_test, to_host(xp, train), initial_test, 0.0)
 
     def scale_ratio(change, scale):
         """max over seeds of |change| / scale (NaN and inf count as failures)."""
-        ratio = to_numpy(xp.sqrt(change)) / to_numpy(scale)
+        ratio = to_host(xp, xp.sqrt(change)) / to_host(xp, scale)
         return float(np.max(ratio)) if np.all(np.isfinite(ratio)) else math.inf
 
     def error_ratio(beta_high, beta_low, test_high, train_high):
@@ -194,8 +194,8 @@ def integrate_flow(
     probe = 1e-6
     probe_beta = network.evaluate(shifted_parameters(params, [(probe, stage_one)], xp))[0]
     evaluations += 1
-    speed = to_numpy(xp.sqrt(weighted_norm(probe_beta - beta))) / probe
-    distance = to_numpy(xp.sqrt(xp.clip(test - noise_power, 0.0, None)))
+    speed = to_host(xp, xp.sqrt(weighted_norm(probe_beta - beta))) / probe
+    distance = to_host(xp, xp.sqrt(xp.clip(test - noise_power, 0.0, None)))
     with np.errstate(divide="ignore", invalid="ignore"):
         natural = np.where(speed > 0, distance / speed, np.inf)
     step = float(min(end, 0.01 * np.min(natural))) if np.all(np.isfinite(natural)) else 1e-3 * end
@@ -247,8 +247,8 @@ def integrate_flow(
             accepted += 1
             smallest, largest = min(smallest, trial), max(largest, trial)
             stage_one = stages[-1]
-            test_now = to_numpy(stage_test)
-            _check_finite(test_now, to_numpy(stage_train), initial_test, t)
+            test_now = to_host(xp, stage_test)
+            _check_finite(test_now, to_host(xp, stage_train), initial_test, t)
             if record_every_step or (clipped and target in saved_targets):
                 record(t, stage_test, stage_train)
             if clipped:

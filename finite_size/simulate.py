@@ -20,7 +20,7 @@ from dmft.errors import check_divergence
 from dmft.result import Result
 from dmft.training import GradientDescent, GradientFlow, OnlineSGD, check_compatible
 
-from ._backend import backend_name, blas_threads, check_memory, namespace, to_device, to_numpy
+from ._backend import backend_name, blas_threads, check_memory, namespace, to_device, to_host
 from .flow import integrate_flow
 from .networks import apply_update, build_network, network_bytes
 from .problem import (
@@ -249,16 +249,16 @@ def _run_discrete(network, problem, data, training, xp, progress, snapshot_every
         beta, cache = network.evaluate()
         u, train = drive(beta)
         test = xp.sum(weights * (beta - beta_star) ** 2, axis=1) / dim + noise_power
-        test_loss[:, step] = to_numpy(test)
-        train_loss[:, step] = to_numpy(train)
+        test_loss[:, step] = to_host(xp, test)
+        train_loss[:, step] = to_host(xp, train)
         rate = rates[max(step - 1, 0)]  # the step that led here
         check_divergence(test_loss[:, step], test_loss[:, 0], step, rate, what.format("test"))
         check_divergence(train_loss[:, step], test_loss[:, 0], step, rate, what.format("train"))
         if record_hidden:
             forward, backward = network.hidden_fields(u)
-            hidden_grams.append([to_numpy(_layer_gram(fields, xp)) for fields in (forward, backward)])
+            hidden_grams.append([to_host(xp, _layer_gram(fields, xp)) for fields in (forward, backward)])
         if snapshot_every is not None and (step % snapshot_every == 0 or step == steps):
-            snapshots.append(np.array(to_numpy(beta)))
+            snapshots.append(np.array(to_host(xp, beta)))
             snapshot_steps.append(step)
         if step < steps:
             apply_update(network.parameters(), network.direction(u, cache), rates[step])
