@@ -177,25 +177,23 @@ def integrate_flow(
         record(0.0, test, train)
     _check_finite(initial_test, to_host(xp, train), initial_test, 0.0)
 
-    def scale_ratio(change, scale):
-        """max over seeds of |change| / scale (NaN and inf count as failures)."""
-        ratio = to_host(xp, xp.sqrt(change)) / to_host(xp, scale)
-        return float(np.max(ratio)) if np.all(np.isfinite(ratio)) else math.inf
-
     def error_ratio(beta_high, beta_low, test_high, train_high):
+        """max over seeds of the error over its allowance (NaN and inf count as failures)."""
         difference = beta_high - beta_low
-        test_scale = 0.5 * rtol * xp.sqrt(xp.clip(test_high - noise_power, 0.0, None)) + atol
-        train_scale = 0.5 * rtol * xp.sqrt(xp.clip(train_high, 0.0, None)) + atol
-        return max(
-            scale_ratio(weighted_norm(difference), test_scale), scale_ratio(train_change(difference), train_scale)
+        test_scale = 0.5 * rtol * xp.sqrt(xp.maximum(test_high - noise_power, 0.0)) + atol
+        train_scale = 0.5 * rtol * xp.sqrt(xp.maximum(train_high, 0.0)) + atol
+        ratios = xp.maximum(
+            xp.sqrt(weighted_norm(difference)) / test_scale, xp.sqrt(train_change(difference)) / train_scale
         )
+        ratio = float(to_host(xp, xp.max(ratios)))
+        return ratio if math.isfinite(ratio) else math.inf
 
     # first step: a hundredth of the time in which beta would move by its distance to the teacher
     probe = 1e-6
     probe_beta = network.evaluate(shifted_parameters(params, [(probe, stage_one)], xp))[0]
     evaluations += 1
     speed = to_host(xp, xp.sqrt(weighted_norm(probe_beta - beta))) / probe
-    distance = to_host(xp, xp.sqrt(xp.clip(test - noise_power, 0.0, None)))
+    distance = to_host(xp, xp.sqrt(xp.maximum(test - noise_power, 0.0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         natural = np.where(speed > 0, distance / speed, np.inf)
     step = float(min(end, 0.01 * np.min(natural))) if np.all(np.isfinite(natural)) else 1e-3 * end

@@ -126,7 +126,8 @@ def simulate(
     ValueError : bad sizes (an empty data set or batch included), an incompatible data / training
         pair, options that do not apply.
     MemoryError : the estimated memory of the run exceeds what is available (before allocating).
-    dmft.BackendUnavailableError : ``backend="cupy"`` without CuPy or a usable GPU.
+    dmft._backend.BackendUnavailableError (an ImportError) : ``backend="cupy"`` without CuPy or a
+        usable GPU.
     dmft.DivergenceError : a loss became non-finite or grew ``DIVERGENCE_FACTOR`` (1e8) times above
         the initial test loss (names the step and the rate of the step that diverged; for a flow the
         flow time).
