@@ -150,18 +150,23 @@ def _gib(count: float) -> str:
     return f"{count / 2**30:.3g} GiB"
 
 
-def check_memory(parts: dict[str, float], backend: str, *, seeds: int, advice: str) -> int:
-    """Raise ``MemoryError`` when the estimated bytes ``parts`` (name -> bytes, each proportional
-    to ``seeds``) exceed the memory the backend has available; return the total. The message lists
-    the parts, how many seeds would fit, and ``advice``."""
-    total = int(sum(parts.values()))
+def check_memory(parts: dict[str, tuple[float, str]], backend: str, *, seeds: int) -> int:
+    """Raise ``MemoryError`` when the estimated bytes of ``parts`` exceed the memory the backend has
+    available; return the total.
+
+    ``parts`` maps a name to ``(bytes, remedy)``; every part is proportional to ``seeds``. The
+    message lists the parts, names the largest with its remedy, and says how many seeds would fit.
+    """
+    total = int(sum(size for size, _ in parts.values()))
     available = available_memory(backend)
-    if available is not None and total > available:
-        listing = ", ".join(f"{name} {_gib(size)}" for name, size in parts.items() if size)
-        where = "free on the GPU" if backend == "cupy" else "available"
-        fit = int(available // max(total / seeds, 1.0))
-        raise MemoryError(
-            f"this simulation needs about {_gib(total)} ({listing}) but only {_gib(available)} "
-            f"are {where}: {fit} seed{'s' if fit != 1 else ''} would fit at this size; {advice}"
-        )
-    return total
+    if available is None or total <= available:
+        return total
+    listing = ", ".join(f"{name} {_gib(size)}" for name, (size, _) in parts.items() if size)
+    largest, (_, remedy) = max(parts.items(), key=lambda item: item[1][0])
+    where = "free on the GPU" if backend == "cupy" else "available"
+    fit = int(available // max(total / seeds, 1.0))
+    fits = f"{fit} of the {seeds} seeds would fit" if fit >= 1 else "not even one seed fits"
+    raise MemoryError(
+        f"this simulation needs about {_gib(total)} ({listing}) but only {_gib(available)} are "
+        f"{where}; {fits}. The largest part is the {largest}: {remedy}"
+    )

@@ -36,6 +36,7 @@ __all__ = [
     "DeepLinearNetwork",
     "DiagonalNetwork",
     "build_network",
+    "NETWORK_MODELS",
     "network_bytes",
     "apply_update",
     "shifted_parameters",
@@ -242,6 +243,7 @@ class DiagonalNetwork(_Network):
 
 
 _NETWORKS = {Linear: LinearNetwork, DeepLinear: DeepLinearNetwork, DiagonalLinear: DiagonalNetwork}
+NETWORK_MODELS = tuple(_NETWORKS)  # the model types that have a finite network
 
 
 def network_width(model, dim: int) -> int | None:

@@ -32,9 +32,9 @@ import numpy as np
 
 from dmft._validate import positive, positive_int
 from dmft.errors import DivergenceError
-from dmft.training import GradientDescent
+from dmft.training import GradientDescent, GradientFlow
 
-from ._backend import blas_threads, namespace, to_device, to_host
+from ._backend import blas_threads, check_memory, namespace, to_device, to_host
 
 __all__ = [
     "INITIALISATIONS",
@@ -333,6 +333,22 @@ def _train(
     return strengths, losses, steps, diverged
 
 
+def _check_memory(network: SaxeNetwork, seeds: int, steps: int, backend: str) -> None:
+    """Refuse a run that cannot fit, before allocating: the weights live about five times over
+    (host initial and final copies, device weights, the prefix products and the backward pass),
+    the curves hold ``(steps + 1) seeds (r + 1)`` numbers."""
+    weights = 8.0 * seeds * sum(rows * cols for rows, cols in network.layer_shapes())
+    curves = 8.0 * seeds * (steps + 1) * (network.rank + 1)
+    check_memory(
+        {
+            "weights": (5 * weights, f"lower `seeds` ({seeds}) or the layer sizes"),
+            "mode-strength curves": (curves, f"lower `steps` ({steps}) or `seeds` ({seeds})"),
+        },
+        backend,
+        seeds=seeds,
+    )
+
+
 def _sem(per_seed: np.ndarray) -> np.ndarray:
     seeds = per_seed.shape[0]
     if seeds < 2:
@@ -383,13 +399,15 @@ def simulate_saxe(
     if not isinstance(network, SaxeNetwork):
         raise TypeError(f"`network` must be a finite_size.saxe.SaxeNetwork, got {type(network).__name__}")
     if not isinstance(training, GradientDescent):
-        raise TypeError(f"`training` must be dmft.GradientDescent, got {type(training).__name__}")
+        hint = " (the gradient flow of this setting is exact: dmft.saxe.mode_strength)" if isinstance(training, GradientFlow) else ""
+        raise TypeError(f"`training` must be dmft.GradientDescent, got {type(training).__name__}{hint}")
     seeds = positive_int("seeds", seeds)
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise TypeError(f"`seed` must be an integer, got {seed!r}")
     if threads is not None:
         threads = positive_int("threads", threads)
     xp = namespace(backend)
+    _check_memory(network, seeds, training.steps, backend)
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     U, V = _task_modes(network, rng, output_modes, input_modes)
@@ -533,6 +551,7 @@ def _learning_times_until_learned(
     Trains only until every mode of every (non-diverged) network has been learned.
     """
     xp = namespace(backend)
+    _check_memory(network, seeds, max_steps, backend)
     rng = np.random.default_rng(seed)
     U, V = _task_modes(network, rng, None, None)
     weights = [to_device(xp, w) for w in _initial_weights(network, seeds, rng, U, V)]

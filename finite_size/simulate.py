@@ -17,12 +17,13 @@ import numpy as np
 
 from dmft._validate import positive_int
 from dmft.errors import check_divergence
+from dmft.data import GaussianData
 from dmft.result import Result
-from dmft.training import GradientDescent, GradientFlow, OnlineSGD, check_compatible
+from dmft.training import TRAININGS, GradientDescent, GradientFlow, OnlineSGD, check_compatible
 
 from ._backend import backend_name, blas_threads, check_memory, namespace, to_device, to_host
 from .flow import integrate_flow
-from .networks import apply_update, build_network, network_bytes
+from .networks import NETWORK_MODELS, apply_update, build_network, network_bytes
 from .problem import (
     FullBatchData,
     direction_spectrum,
@@ -135,7 +136,7 @@ def simulate(
     dim = positive_int("dim", dim)
     seeds = positive_int("seeds", seeds)
     seed = positive_int("seed", seed, minimum=0)
-    check_compatible(data, training)
+    _check_configuration(model, data, training)
     flow = isinstance(training, GradientFlow)
     if snapshot_every is not None:
         positive_int("snapshot_every", snapshot_every)
@@ -190,21 +191,43 @@ def simulate(
     )
 
 
+def _check_configuration(model, data, training) -> None:
+    """The three configuration objects, in their order (clear errors for classes and swaps)."""
+    order = "the arguments are (model, data, training), in that order"
+    for name, value in (("model", model), ("data", data), ("training", training)):
+        if isinstance(value, type):
+            raise TypeError(f"`{name}` must be an instance, got the class {value.__name__}: write dmft.{value.__name__}(...)")
+    if not isinstance(model, NETWORK_MODELS):
+        hint = f" ({order})" if isinstance(model, (GaussianData, *TRAININGS)) else ""
+        raise TypeError(
+            f"`model` must be one of {', '.join('dmft.' + t.__name__ for t in NETWORK_MODELS)}, "
+            f"got {type(model).__name__}{hint}"
+        )
+    if not isinstance(data, GaussianData):
+        hint = f" ({order})" if isinstance(data, (*NETWORK_MODELS, *TRAININGS)) else ""
+        raise TypeError(f"`data` must be dmft.GaussianData, got {type(data).__name__}{hint}")
+    check_compatible(data, training)
+
+
 def _check_sizes(model, data, training, dim, seeds, backend, snapshot_every) -> None:
     """Bad sizes and memory, before anything is allocated."""
     direction_spectrum(data, dim)  # dim must split into the spectrum's modes
-    parts = {"weights": float(network_bytes(model, dim, seeds))}
+    smaller = f"lower `seeds` ({seeds}) or `dim` ({dim})"
+    parts = {"weights": (float(network_bytes(model, dim, seeds)), smaller)}
     if isinstance(training, OnlineSGD):
         batch = example_count("batch_ratio", training.batch_ratio, dim)
-        parts["batch"] = 8.0 * seeds * batch * (dim + 1) * 2  # host draw and its device copy
+        # the host draw and its device copy
+        parts["batch"] = (8.0 * seeds * batch * (dim + 1) * 2, f"lower `batch_ratio`, `seeds` ({seeds}) or `dim` ({dim})")
     elif data.alpha is not None:
         example_count("alpha", data.alpha, dim)
-        parts.update(full_batch_bytes(data.alpha, dim, seeds))
+        parts.update({name: (size, smaller) for name, size in full_batch_bytes(data.alpha, dim, seeds).items()})
     if snapshot_every is not None:
-        parts["snapshots"] = 8.0 * seeds * dim * (training.steps // snapshot_every + 2)
+        snapshots = 8.0 * seeds * dim * (training.steps // snapshot_every + 2)
+        parts["snapshots"] = (snapshots, "raise `snapshot_every`")
     if isinstance(training, (GradientDescent, OnlineSGD)):
-        parts["curves"] = 8.0 * seeds * (training.steps + 1) * 2
-    check_memory(parts, backend, seeds=seeds, advice=f"lower `seeds` ({seeds}) or `dim` ({dim})")
+        curves = 8.0 * seeds * (training.steps + 1) * 2
+        parts["loss curves"] = (curves, f"lower `steps` ({training.steps}) or run in pieces")
+    check_memory(parts, backend, seeds=seeds)
 
 
 def _rate_label(training) -> str:

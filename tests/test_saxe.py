@@ -515,6 +515,10 @@ def test_simulate_rejects_bad_arguments():
         simulate_saxe(network, dmft.GradientDescent(0.1, 5), seeds=0)
     with pytest.raises(TypeError, match="training"):
         simulate_saxe(network, dmft.OnlineSGD(0.1, 5))
+    with pytest.raises(TypeError, match="exact: dmft.saxe.mode_strength"):
+        simulate_saxe(network, dmft.GradientFlow(1.0))
+    with pytest.raises(MemoryError, match=r"the mode-strength curves: lower `steps` \(100000000\)"):
+        simulate_saxe(network, dmft.GradientDescent(0.1, 10**8), seeds=10**4)
     with pytest.raises(ValueError, match="input_modes"):
         simulate_saxe(network, dmft.GradientDescent(0.1, 5), input_modes=np.ones((1, 1)) * 2)
     with pytest.raises(ValueError, match="fraction"):

@@ -523,10 +523,26 @@ def test_empty_data_set_is_a_clear_error(data, training, message):
 
 
 def test_memory_is_estimated_before_allocating():
-    """D = 10^5, 64 seeds of a depth-3 network: ~15 TB of weights; refused at once, with how many
-    seeds would fit."""
-    with pytest.raises(MemoryError, match=r"needs about .* GiB \(weights .*\).* seeds? would fit"):
+    """D = 10^5, 64 seeds of a depth-3 network: ~15 TB of weights; refused at once, naming the
+    largest part and what to lower. 10^10 steps: the loss curves alone are too large."""
+    with pytest.raises(MemoryError, match=r"needs about .* GiB \(weights .*\).*seed.* the weights: lower `seeds` \(64\) or `dim`"):
         finite_size.simulate(dmft.DeepLinear(depth=3), dmft.GaussianData(), dmft.GradientDescent(0.1, 5), dim=100_000, seeds=64)
+    with pytest.raises(MemoryError, match=r"the loss curves: lower `steps` \(10000000000\)"):
+        finite_size.simulate(dmft.Linear(), dmft.GaussianData(), dmft.GradientDescent(0.1, 10**10), dim=8)
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        ((dmft.GaussianData(), dmft.Linear(), dmft.GradientDescent()), r"`model` must be .*got GaussianData \(the arguments are \(model, data, training\)"),
+        ((dmft.Linear(), dmft.GradientDescent(), dmft.GaussianData()), r"`data` must be dmft.GaussianData, got GradientDescent \(the arguments"),
+        ((dmft.Linear(), dmft.GaussianData(), dmft.GradientDescent), r"`training` must be an instance, got the class GradientDescent"),
+        ((dmft.Linear(), None, dmft.GradientDescent()), r"`data` must be dmft.GaussianData, got NoneType"),
+    ],
+)
+def test_configuration_objects_are_checked_in_order(arguments, message):
+    with pytest.raises(TypeError, match=message):
+        finite_size.simulate(*arguments, dim=8)
 
 
 def test_threads_are_limited_during_the_run_and_restored():
