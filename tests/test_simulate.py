@@ -420,6 +420,30 @@ def test_gradient_descent_tends_to_the_flow_at_first_order(model, alpha):
     assert abs(gaps[0] / gaps[1] - 2.0) < 0.25, gaps
 
 
+@pytest.mark.parametrize("model", [dmft.DeepLinear(depth=3, residual=True), dmft.DiagonalLinear(depth=2, init_scale=0.3)], ids=repr)
+def test_a_slow_schedule_follows_the_flow_at_its_clock(model):
+    """Gradient descent under a schedule is Euler's method with step ``eta_t`` for the flow, at flow
+    time ``sum_{t' < t} eta_t'``: splitting every step into two of half the rate halves the gap to
+    the flow (first order: observed 2.02 and 1.97; band 2 +- 0.3). A wrong clock (the step index, or the
+    rate of the wrong step) leaves a gap that does not shrink."""
+    dim, seeds = 40, 2
+    data = dmft.GaussianData(alpha=1.5, noise=0.2)
+    rates = dmft.schedules.warmup_cosine(0.04, steps=150, warmup=30, final=0.01)
+    gaps = []
+    for split in (1, 2):
+        fine = np.repeat(rates / split, split)
+        clock = np.concatenate([[0.0], np.cumsum(fine)])
+        discrete = finite_size.simulate(model, data, dmft.GradientDescent(fine, fine.size), dim=dim, seeds=seeds)
+        if split == 1:
+            save_at = tuple(clock[::15])
+            flow = finite_size.simulate(
+                model, data, dmft.GradientFlow(float(clock[-1]), save_at=save_at, rtol=1e-6), dim=dim, seeds=seeds
+            )
+        index = np.arange(0, fine.size + 1, 15 * split)
+        gaps.append(np.max(np.abs(discrete.arrays["test_loss_per_seed"][:, index] - flow.arrays["test_loss_per_seed"])))
+    assert abs(gaps[0] / gaps[1] - 2.0) < 0.3, gaps
+
+
 def test_flow_reports_its_own_steps_without_save_at():
     training = dmft.GradientFlow(time=20.0)
     result = finite_size.simulate(dmft.DeepLinear(depth=2), dmft.GaussianData(alpha=2.0), training, dim=20, seeds=2)
@@ -559,3 +583,50 @@ def test_progress_bar_runs_for_steps_and_flow(capsys):
     finite_size.simulate(dmft.Linear(), dmft.GaussianData(), dmft.GradientFlow(2.0), dim=8, seeds=2, progress=True)
     error = capsys.readouterr().err
     assert "simulate" in error and "gradient flow" in error
+
+
+# --------------------------------------------------------------------------------------------------
+# slow tier: long flows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alpha", [0.5, 2.0, None])
+def test_depth0_flow_is_exact_up_to_time_ten_thousand(alpha):
+    """As the default-tier check, at ``D = 200`` and flow times up to 1e4 (stiff: ~1.2e4 steps at
+    alpha = 2, where lambda_max = 2.9), rtol 1e-6: error within 10 rtol."""
+    dim, seeds, noise, rtol = 200, 2, 0.5, 1e-6
+    save_at = np.geomspace(0.1, 1e4, 13)
+    data = dmft.GaussianData(alpha=alpha, noise=noise)
+    training = dmft.GradientFlow(time=1e4, save_at=save_at, rtol=rtol)
+    result = finite_size.simulate(dmft.Linear(), data, training, dim=dim, seeds=seeds, seed=9)
+    problem = sample_problem(data, training, dim, seeds, 9)
+    if alpha is None:
+        decay = np.exp(-np.outer(problem.eigenvalues, save_at))
+        test = np.einsum("j,sj,jt->st", problem.eigenvalues, problem.teacher**2, decay**2) / dim + noise**2
+        train = test
+    else:
+        test, train = _exact_depth0(problem, noise, times=save_at)
+    np.testing.assert_allclose(result.arrays["test_loss_per_seed"], test, rtol=10 * rtol)
+    np.testing.assert_allclose(result.arrays["train_loss_per_seed"], train, rtol=10 * rtol, atol=ROUND_OFF_ATOL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [dmft.DeepLinear(depth=2), dmft.DeepLinear(depth=3, residual=True)], ids=repr)
+def test_deep_flow_reaches_the_least_squares_solution(model):
+    """Full batch with alpha = 2 > 1: the global minimum of the train loss is the least-squares
+    predictor ``beta_LS = sqrt(D) Sigma_hat^{-1} X^T y / P`` of the sampled data, which every
+    deep linear flow from a generic start reaches; its test loss per seed is computed exactly. By
+    flow time 300 the slowest direction has decayed by ``exp(-2 lambda_min K t)`` (lambda_min =
+    (1 - alpha^-1/2)^2 = 0.086, K >= 1 the kernel's growth over training): below 1e-20. Tolerance
+    10 rtol, as for the exact depth-0 flow."""
+    dim, seeds, rtol = 60, 2, 1e-6
+    data = dmft.GaussianData(alpha=2.0, noise=0.3)
+    training = dmft.GradientFlow(time=300.0, save_at=(300.0,), rtol=rtol)
+    result = finite_size.simulate(model, data, training, dim=dim, seeds=seeds, seed=3)
+    problem = sample_problem(data, training, dim, seeds, 3)
+    covariance, input_label, label_power = _sampled_statistics(problem)
+    beta = np.linalg.solve(covariance, math.sqrt(dim) * input_label[:, :, None])[:, :, 0]
+    test = np.sum(problem.eigenvalues * (beta - problem.teacher) ** 2, axis=1) / dim + 0.3**2
+    train = label_power - np.sum(beta * input_label, axis=1) / math.sqrt(dim)
+    np.testing.assert_allclose(result.arrays["test_loss_per_seed"][:, -1], test, rtol=10 * rtol)
+    np.testing.assert_allclose(result.arrays["train_loss_per_seed"][:, -1], train, rtol=10 * rtol)
