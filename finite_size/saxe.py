@@ -34,7 +34,7 @@ from dmft._validate import positive, positive_int
 from dmft.errors import DivergenceError
 from dmft.training import GradientDescent, GradientFlow
 
-from ._backend import blas_threads, check_memory, namespace, to_device, to_host
+from ._backend import DEFAULT_THREADS, blas_threads, check_memory, namespace, to_device, to_host
 
 __all__ = [
     "INITIALISATIONS",
@@ -404,8 +404,7 @@ def simulate_saxe(
     seeds = positive_int("seeds", seeds)
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise TypeError(f"`seed` must be an integer, got {seed!r}")
-    if threads is not None:
-        threads = positive_int("threads", threads)
+    threads = DEFAULT_THREADS if threads is None else positive_int("threads", threads)
     xp = namespace(backend)
     _check_memory(network, seeds, training.steps, backend)
     started = time.perf_counter()

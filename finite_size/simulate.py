@@ -21,7 +21,7 @@ from dmft.data import GaussianData
 from dmft.result import Result
 from dmft.training import TRAININGS, GradientDescent, GradientFlow, OnlineSGD, check_compatible
 
-from ._backend import backend_name, blas_threads, check_memory, namespace, to_device, to_host
+from ._backend import DEFAULT_THREADS, backend_name, blas_threads, check_memory, namespace, to_device, to_host
 from .flow import integrate_flow
 from .networks import NETWORK_MODELS, apply_update, build_network, network_bytes
 from .problem import (
@@ -103,8 +103,8 @@ def simulate(
         ``h_l`` of the step's drive ``u_t`` and ``g_l . g_l' / N`` for the backward fields, before the
         update (the DMFT's ``C_h^{ll'}(t, t)``, ``C_g^{ll'}(t, t)``). Costs one extra forward pass per step.
     threads : BLAS threads during the run (``None``: ``finite_size._backend.DEFAULT_THREADS`` = 1:
-        the work is memory-bound matrix-vector products, and extra BLAS threads slowed a 20-step run at
-        ``D = 800`` eightfold on a busy 2-core machine; see the README's simulation section).
+        the work is memory-bound matrix-vector products, and two BLAS threads made a 20-step run at
+        ``D = 800`` 6-10 times slower on a busy 2-core machine; see the README's simulation section).
 
     Returns
     -------
@@ -144,8 +144,7 @@ def simulate(
             raise ValueError("`snapshot_every` counts steps; a GradientFlow has none (use save_at for the times)")
     if record_hidden and flow:
         raise ValueError("`record_hidden` is for discrete training, not dmft.GradientFlow")
-    if threads is not None:
-        threads = positive_int("threads", threads)
+    threads = DEFAULT_THREADS if threads is None else positive_int("threads", threads)
     backend = backend_name(backend)
     _check_sizes(model, data, training, dim, seeds, backend, snapshot_every)
     xp = namespace(backend)
