@@ -73,12 +73,11 @@ class FlowDivergenceError(DivergenceError):
 
 @dataclass(frozen=True)
 class Tableau:
-    """An explicit embedded Runge-Kutta pair whose last stage is evaluated at the new state (FSAL):
-    nodes ``c``, coefficients ``a`` (row ``i``: stage ``i``), weights ``b`` of the solution (order
-    ``order``) and ``b_low`` of the embedded one (order ``order - 1``)."""
+    """An explicit embedded Runge-Kutta pair for an autonomous flow whose last stage is evaluated at
+    the new state (FSAL): coefficients ``a`` (row ``i``: stage ``i``), weights ``b`` of the solution
+    (order ``order``) and ``b_low`` of the embedded one (order ``order - 1``)."""
 
     name: str
-    c: tuple[float, ...]
     a: tuple[tuple[float, ...], ...]
     b: tuple[float, ...]
     b_low: tuple[float, ...]
@@ -87,7 +86,6 @@ class Tableau:
 
 BOGACKI_SHAMPINE = Tableau(
     name="Bogacki-Shampine 3(2)",
-    c=(0.0, 0.5, 0.75, 1.0),
     a=((), (0.5,), (0.0, 0.75), (2 / 9, 1 / 3, 4 / 9)),
     b=(2 / 9, 1 / 3, 4 / 9, 0.0),
     b_low=(7 / 24, 1 / 4, 1 / 3, 1 / 8),
@@ -214,7 +212,6 @@ def integrate_flow(
             clipped = t + step >= target
             trial = target - t if clipped else step
             stages = [stage_one]
-            stage_beta = stage_u = stage_train = stage_cache = stage_params = None
             for row in tableau.a[1:]:
                 stage_params = shifted_parameters(params, [(trial * a, k) for a, k in zip(row, stages)], xp)
                 stage_beta, stage_cache = network.evaluate(stage_params)
@@ -229,14 +226,7 @@ def integrate_flow(
             if ratio > 1.0:
                 rejected += 1
                 step = trial * max(0.2, 0.9 * ratio**exponent) if math.isfinite(ratio) else 0.2 * trial
-                if step < _COLLAPSE * max(1.0, t):
-                    raise FlowDivergenceError(
-                        f"gradient flow: the step size collapsed to {step:.3g} at flow time {t:.6g} "
-                        f"(error ratio {ratio:.3g}): the simulated losses are blowing up or not finite; "
-                        "a finite network's flow cannot diverge at finite time, so check the data and "
-                        "model scales (or report it)",
-                        t,
-                    )
+                _check_step(step, t, ratio)
                 continue
             for b, k in zip(tableau.b, stages):
                 if b != 0.0:
@@ -253,6 +243,7 @@ def integrate_flow(
                 target_index += 1
             proposal = trial * min(5.0, max(0.2, 0.9 * ratio**exponent)) if ratio > 0 else 5.0 * trial
             step = max(proposal, step) if clipped else proposal
+            _check_step(step, t, ratio)
             if bar is not None:
                 bar.update(trial)
                 bar.set_postfix(steps=accepted, rejected=rejected, refresh=False)
@@ -274,6 +265,18 @@ def integrate_flow(
             "largest_step": largest if accepted else None,
         },
     )
+
+
+def _check_step(step: float, t: float, ratio: float) -> None:
+    """Raise when the step size has collapsed (below ``_COLLAPSE`` of the time reached, or of 1)."""
+    if step < _COLLAPSE * max(1.0, t):
+        raise FlowDivergenceError(
+            f"gradient flow: the step size collapsed to {step:.3g} at flow time {t:.6g} "
+            f"(error ratio {ratio:.3g}): the simulated losses are blowing up or not finite; "
+            "a finite network's flow cannot diverge at finite time, so check the data and "
+            "model scales (or report it)",
+            t,
+        )
 
 
 def _check_finite(test: np.ndarray, train: np.ndarray, initial_test: np.ndarray, t: float) -> None:
