@@ -355,13 +355,19 @@ def test_depth0_flow_is_the_exact_exponential(alpha, rtol, backend):
     losses' own size); the flow contracts, so the global error stays within a small multiple of
     ``rtol`` (observed 0.2-2.8 rtol up to t = 1e3): 10 rtol. The train loss of an interpolating fit
     (alpha = 0.5) falls to round-off: the absolute floor of the exact solution's cancellation."""
-    dim, seeds, noise = 40, 2, 0.3
     save_at = np.concatenate([[0.0], np.geomspace(0.01, 100.0, 25)])
-    data = dmft.GaussianData(alpha=alpha, noise=noise)
-    training = dmft.GradientFlow(time=100.0, save_at=save_at, rtol=rtol)
-    result = finite_size.simulate(dmft.Linear(), data, training, dim=dim, seeds=seeds, seed=2, backend=backend)
+    result = _check_depth0_flow(alpha, 0.3, save_at, rtol, dim=40, backend=backend)
     np.testing.assert_array_equal(result.time, save_at)
-    problem = sample_problem(data, training, dim, seeds, 2)
+    assert result.info["accepted_steps"] > 0 and result.info["flow_method"] == "Bogacki-Shampine 3(2)"
+
+
+def _check_depth0_flow(alpha, noise, save_at, rtol, *, dim, backend="numpy", seeds=2, seed=2):
+    """Simulate the depth-0 flow and compare it with the exact one on the sampled data (population:
+    ``beta = (1 - exp(-lambda t)) beta*``) to 10 rtol; returns the simulation."""
+    data = dmft.GaussianData(alpha=alpha, noise=noise)
+    training = dmft.GradientFlow(time=float(save_at[-1]), save_at=save_at, rtol=rtol)
+    result = finite_size.simulate(dmft.Linear(), data, training, dim=dim, seeds=seeds, seed=seed, backend=backend)
+    problem = sample_problem(data, training, dim, seeds, seed)
     if alpha is None:
         decay = np.exp(-np.outer(problem.eigenvalues, save_at))  # (D, n)
         test = np.einsum("j,sj,jt->st", problem.eigenvalues, problem.teacher**2, decay**2) / dim + noise**2
@@ -370,7 +376,7 @@ def test_depth0_flow_is_the_exact_exponential(alpha, rtol, backend):
         test, train = _exact_depth0(problem, noise, times=save_at)
     np.testing.assert_allclose(result.arrays["test_loss_per_seed"], test, rtol=10 * rtol)
     np.testing.assert_allclose(result.arrays["train_loss_per_seed"], train, rtol=10 * rtol, atol=ROUND_OFF_ATOL)
-    assert result.info["accepted_steps"] > 0 and result.info["flow_method"] == "Bogacki-Shampine 3(2)"
+    return result
 
 
 def _population_gradient_descent(model, data, dim, seeds, seed, rate, steps):
@@ -594,20 +600,7 @@ def test_progress_bar_runs_for_steps_and_flow(capsys):
 def test_depth0_flow_is_exact_up_to_time_ten_thousand(alpha):
     """As the default-tier check, at ``D = 200`` and flow times up to 1e4 (stiff: ~1.2e4 steps at
     alpha = 2, where lambda_max = 2.9), rtol 1e-6: error within 10 rtol."""
-    dim, seeds, noise, rtol = 200, 2, 0.5, 1e-6
-    save_at = np.geomspace(0.1, 1e4, 13)
-    data = dmft.GaussianData(alpha=alpha, noise=noise)
-    training = dmft.GradientFlow(time=1e4, save_at=save_at, rtol=rtol)
-    result = finite_size.simulate(dmft.Linear(), data, training, dim=dim, seeds=seeds, seed=9)
-    problem = sample_problem(data, training, dim, seeds, 9)
-    if alpha is None:
-        decay = np.exp(-np.outer(problem.eigenvalues, save_at))
-        test = np.einsum("j,sj,jt->st", problem.eigenvalues, problem.teacher**2, decay**2) / dim + noise**2
-        train = test
-    else:
-        test, train = _exact_depth0(problem, noise, times=save_at)
-    np.testing.assert_allclose(result.arrays["test_loss_per_seed"], test, rtol=10 * rtol)
-    np.testing.assert_allclose(result.arrays["train_loss_per_seed"], train, rtol=10 * rtol, atol=ROUND_OFF_ATOL)
+    _check_depth0_flow(alpha, 0.5, np.geomspace(0.1, 1e4, 13), 1e-6, dim=200, seed=9)
 
 
 @pytest.mark.slow
