@@ -18,10 +18,11 @@ import numpy as np
 from dmft._validate import positive_int
 from dmft.errors import check_divergence
 from dmft.data import GaussianData
+from dmft.models import DeepLinear
 from dmft.result import Result
 from dmft.training import TRAININGS, GradientDescent, GradientFlow, OnlineSGD, check_compatible
 
-from ._backend import DEFAULT_THREADS, backend_name, blas_threads, check_memory, namespace, to_device, to_host
+from ._backend import DEFAULT_THREADS, blas_threads, check_memory, namespace, to_device, to_host
 from .flow import integrate_flow
 from .networks import NETWORK_MODELS, apply_update, build_network, network_bytes
 from .problem import (
@@ -144,17 +145,16 @@ def simulate(
             raise ValueError("`snapshot_every` counts steps; a GradientFlow has none (use save_at for the times)")
     if record_hidden and flow:
         raise ValueError("`record_hidden` is for discrete training, not dmft.GradientFlow")
+    if record_hidden and not isinstance(model, DeepLinear):
+        raise ValueError(f"`record_hidden` needs a network with hidden layers (dmft.DeepLinear), got {model!r}")
     threads = DEFAULT_THREADS if threads is None else positive_int("threads", threads)
-    backend = backend_name(backend)
+    xp = namespace(backend)  # a missing or unusable CuPy fails here, before any work
     _check_sizes(model, data, training, dim, seeds, backend, snapshot_every)
-    xp = namespace(backend)
     started = time.perf_counter()
 
     with blas_threads(threads):
         problem = sample_problem(data, training, dim, seeds, seed)
         network = build_network(model, dim, seeds, problem.weight_rng, xp)
-        if record_hidden and not hasattr(network, "hidden_fields"):
-            raise ValueError(f"`record_hidden` needs a network with hidden layers (dmft.DeepLinear), got {model!r}")
         if flow:
             curves, times, arrays, info = _run_flow(network, problem, data, training, xp, progress)
         else:
