@@ -20,7 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dmft import saxe  # noqa: E402
-from finite_size._backend import array_module  # noqa: E402
+from dmft._backend import cupy_usable  # noqa: E402
+from finite_size._backend import namespace, to_device  # noqa: E402
 from finite_size.saxe import SaxeNetwork, _initial_weights, _task_modes, _train, depth_study  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def best_of(function, repeats: int = 3) -> float:
 
 def bench_simulator(backend: str = "numpy") -> None:
     """The training loop on all seeds at once vs one seed at a time, on the same initial weights."""
-    xp = array_module(backend)
+    xp = namespace(backend)
     print(f"\n## simulator, backend={backend}: batched seeds vs a loop over seeds (same networks)")
     print("| init | depth | width | seeds | steps | batched (s) | loop (s) | loop / batched | max difference |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -53,22 +54,23 @@ def bench_simulator(backend: str = "numpy") -> None:
         rng = np.random.default_rng(0)
         U, V = _task_modes(network, rng, None, None)
         initial = _initial_weights(network, seeds, rng, U, V)
-        sigma = xp.asarray(U @ (np.asarray(network.singular_values)[:, None] * V.T))
-        U, V = xp.asarray(U), xp.asarray(V)
+        sigma = to_device(xp, U @ (np.asarray(network.singular_values)[:, None] * V.T))
+        U, V = to_device(xp, U), to_device(xp, V)
+        rates = [learning_rate] * steps
 
         def batched():
-            return _train(xp, [xp.array(w) for w in initial], sigma, U, V, learning_rate, steps)[0]
+            return _train(xp, [to_device(xp, w.copy()) for w in initial], sigma, U, V, rates, steps)[0]
 
         def loop():
-            return xp.concatenate(
+            return xp.concat(
                 [
-                    _train(xp, [xp.array(w[k : k + 1]) for w in initial], sigma, U, V, learning_rate, steps)[0]
+                    _train(xp, [to_device(xp, w[k : k + 1].copy()) for w in initial], sigma, U, V, rates, steps)[0]
                     for k in range(seeds)
                 ],
                 axis=1,
             )
 
-        difference = float(xp.abs(batched() - loop()).max())
+        difference = float(xp.max(xp.abs(batched() - loop())))
         t_batched = best_of(batched)
         t_loop = best_of(loop, repeats=1)
         print(
@@ -114,11 +116,7 @@ def bench_depth_study() -> None:
 def main() -> None:
     started = time.perf_counter()
     bench_simulator("numpy")
-    try:
-        import cupy
-
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception:
+    if not cupy_usable():
         print("\n(CuPy or a CUDA device not available: GPU timings skipped)")
     else:
         bench_simulator("cupy")

@@ -14,14 +14,20 @@ All problem sampling uses NumPy, so both backends see the same numbers for the s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from ._backend import to_device
 
 __all__ = [
     "direction_spectrum",
     "sample_teacher",
     "sample_inputs",
+    "example_count",
+    "population_drive",
+    "full_batch_bytes",
     "FullBatchData",
     "sample_full_batch",
     "full_batch_from_examples",
@@ -57,10 +63,24 @@ def sample_teacher(data, dim: int, seeds: int, rng: np.random.Generator) -> np.n
     return np.where(nonzero, teacher.scale * rng.standard_normal((seeds, dim)), 0.0)
 
 
-def sample_inputs(rng, xp, scale, seeds: int, count: int, dtype=None):
-    """Inputs ``X`` of shape ``(seeds, count, D)`` with covariance ``diag(scale**2)``."""
+def sample_inputs(rng: np.random.Generator, scale: np.ndarray, seeds: int, count: int) -> np.ndarray:
+    """Inputs ``X`` of shape ``(seeds, count, D)`` with covariance ``diag(scale**2)``, drawn on the
+    host with NumPy (every backend sees the same numbers; move them with ``to_device``)."""
     dim = scale.shape[0]
-    return rng.standard_normal((seeds, count, dim), dtype=dtype or xp.float64) * scale
+    return rng.standard_normal((seeds, count, dim)) * scale
+
+
+def example_count(name: str, ratio: float, dim: int) -> int:
+    """``round(ratio * dim)`` examples, at least one: an empty data set or batch is an error that
+    names ``name`` (``alpha`` or ``batch_ratio``) and what to change."""
+    count = int(round(ratio * dim))
+    if count < 1:
+        raise ValueError(
+            f"`{name}` * `dim` = {ratio:g} * {dim} = {ratio * dim:.3g} rounds to 0 examples: the "
+            f"{'training set' if name == 'alpha' else 'batch'} would be empty; raise `{name}` to at "
+            f"least {1 / dim:.3g} or `dim` to at least {math.ceil(1 / ratio)}"
+        )
+    return count
 
 
 @dataclass(frozen=True)
@@ -80,14 +100,14 @@ class FullBatchData:
     label_power: object = None
 
     def to(self, xp) -> "FullBatchData":
-        """The same data as arrays of module ``xp``."""
-        convert = xp.asarray
+        """The same data as arrays of the array namespace ``xp``."""
+        convert = lambda array: None if array is None else to_device(xp, array)  # noqa: E731
         return FullBatchData(
             count=self.count,
             examples=None if self.examples is None else tuple(convert(a) for a in self.examples),
-            covariance=None if self.covariance is None else convert(self.covariance),
-            input_label=None if self.input_label is None else convert(self.input_label),
-            label_power=None if self.label_power is None else convert(self.label_power),
+            covariance=convert(self.covariance),
+            input_label=convert(self.input_label),
+            label_power=convert(self.label_power),
         )
 
     def residual_drive(self, beta, xp):
@@ -97,13 +117,13 @@ class FullBatchData:
         ``(1/P) |y - X beta / sqrt(D)|^2`` per seed.
         """
         dim = beta.shape[-1]
-        root = np.sqrt(dim)
+        root = math.sqrt(dim)
         if self.examples is not None:
             inputs, labels = self.examples
-            residual = labels - xp.matmul(inputs, beta[:, :, None])[..., 0] / root
+            residual = labels - xp.matmul(inputs, beta[:, :, None])[:, :, 0] / root
             u = root * xp.matmul(residual[:, None, :], inputs)[:, 0, :] / self.count
             return u, xp.mean(residual**2, axis=1)
-        covariance_beta = xp.matmul(self.covariance, beta[:, :, None])[..., 0]
+        covariance_beta = xp.matmul(self.covariance, beta[:, :, None])[:, :, 0]
         u = root * self.input_label - covariance_beta
         train_loss = (
             self.label_power
@@ -111,6 +131,33 @@ class FullBatchData:
             + xp.sum(beta * covariance_beta, axis=1) / dim
         )
         return u, train_loss
+
+    def quadratic_form(self, vectors, xp):
+        """``v^T Sigma_hat v / D`` per seed for ``vectors`` ``(seeds, D)``: how much a change ``v``
+        of the predictor moves the train residual (``|X v|^2 / (P D)``)."""
+        dim = vectors.shape[-1]
+        if self.examples is not None:
+            projected = xp.matmul(self.examples[0], vectors[:, :, None])[:, :, 0]
+            return xp.sum(projected**2, axis=1) / (self.count * dim)
+        return xp.sum(vectors * xp.matmul(self.covariance, vectors[:, :, None])[:, :, 0], axis=1) / dim
+
+
+def population_drive(beta, beta_star, eigenvalues, noise_power: float, xp):
+    """``(u, loss)`` of the population: ``u = E[sqrt(D) x (y - f(x))] = Lambda (beta* - beta)``
+    and the population loss ``sum_j lambda_j (beta_j - beta*_j)^2 / D + sigma^2`` per seed (the
+    population gradient flow, ``alpha=None``)."""
+    residual = beta_star - beta
+    weighted = eigenvalues * residual
+    return weighted, xp.sum(weighted * residual, axis=1) / beta.shape[-1] + noise_power
+
+
+def full_batch_bytes(alpha: float, dim: int, seeds: int) -> dict[str, float]:
+    """Peak bytes of :func:`sample_full_batch` and of what it keeps (float64), by part."""
+    count = int(round(alpha * dim))
+    if count < dim:
+        return {"training examples": 8.0 * seeds * (count * dim + count)}
+    # Bartlett sampling holds the triangular factor, Z^T Z and X^T X at once (then keeps one)
+    return {"data statistics": 8.0 * seeds * 3 * dim * dim}
 
 
 def full_batch_from_examples(inputs: np.ndarray, labels: np.ndarray, *, keep_examples: bool) -> FullBatchData:
@@ -131,11 +178,11 @@ def sample_full_batch(
 ) -> FullBatchData:
     """Draw ``P = round(alpha D)`` examples for every seed (see the module docstring)."""
     seeds, dim = beta_star.shape
-    count = max(1, int(round(alpha * dim)))
+    count = example_count("alpha", alpha, dim)
     scale = np.sqrt(eigenvalues)
-    root = np.sqrt(dim)
+    root = math.sqrt(dim)
     if count < dim:
-        inputs = sample_inputs(rng, np, scale, seeds, count)
+        inputs = sample_inputs(rng, scale, seeds, count)
         labels = np.matmul(inputs, beta_star[:, :, None])[..., 0] / root
         labels += noise * rng.standard_normal((seeds, count))
         return full_batch_from_examples(inputs, labels, keep_examples=True)

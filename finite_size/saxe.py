@@ -32,9 +32,9 @@ import numpy as np
 
 from dmft._validate import positive, positive_int
 from dmft.errors import DivergenceError
-from dmft.training import GradientDescent
+from dmft.training import GradientDescent, GradientFlow
 
-from ._backend import array_module, to_numpy
+from ._backend import DEFAULT_THREADS, blas_threads, check_memory, namespace, to_device, to_host
 
 __all__ = [
     "INITIALISATIONS",
@@ -185,8 +185,18 @@ class SaxeSimulation:
 
     @property
     def tau(self) -> float:
-        """Gradient-flow time constant ``1 / learning_rate`` (time = step count)."""
+        """Gradient-flow time constant ``1 / learning_rate`` (time = step count) of a constant rate."""
+        if self.training.is_schedule:
+            raise ValueError(
+                "`tau` = 1 / learning_rate needs a constant learning rate; with a schedule compare "
+                "at `flow_time` with tau = 1"
+            )
         return 1.0 / self.training.learning_rate
+
+    @property
+    def flow_time(self) -> np.ndarray:
+        """``(steps + 1,)`` gradient-flow time reached at every step, ``sum_{t' < t} eta_t'``."""
+        return np.concatenate([[0.0], np.cumsum(self.training.rates)])
 
     def learning_time(self, fraction: float = 0.9) -> np.ndarray:
         """``(seeds, r)``: first (interpolated) step at which ``u_a`` reaches ``fraction * s_a``."""
@@ -253,60 +263,90 @@ def _task_modes(network: SaxeNetwork, rng, output_modes, input_modes) -> tuple[n
 
 
 def _train(
-    xp, weights, sigma, U, V, learning_rate: float, steps: int, *, stop_at=None, check_every: int = 64,
-    drop_diverged: bool = False,
+    xp, weights, sigma, U, V, rates, steps: int, *, stop_at=None, check_every: int = 64,
+    drop_diverged: bool = False, progress: bool = False,
 ):
     """Full-batch gradient descent on ``(1/2)|Sigma_yx - W_total|_F^2``, all seeds at once.
 
-    ``weights``: list of ``(seeds, rows, cols)`` device arrays, updated in place. ``stop_at``:
-    optional ``(r,)`` device array of targets; training stops at the first check after every seed's
-    every mode has reached its target once. ``drop_diverged``: instead of raising
+    ``weights``: list of ``(seeds, rows, cols)`` arrays of the array-API namespace ``xp``, updated in
+    place (list entries may be replaced). ``rates``: the learning rate of every step (``steps``
+    floats). ``stop_at``: optional ``(r,)`` array of targets; training stops at the first check after
+    every seed's every mode has reached its target once. ``drop_diverged``: instead of raising
     :class:`dmft.DivergenceError`, zero the weights of a seed whose loss became non-finite (a fixed
     point: its curves then stay finite) and carry on with the others. Returns ``(u, loss,
     last_step, diverged)`` with ``u`` of shape ``(steps + 1, seeds, r)``, ``loss`` ``(steps + 1,
-    seeds)`` (filled up to ``last_step``) and ``diverged`` a ``(seeds,)`` boolean device array.
+    seeds)`` (filled up to ``last_step``) and ``diverged`` a ``(seeds,)`` boolean array.
     """
     seeds = weights[0].shape[0]
     rank = U.shape[1]
-    strengths = xp.empty((steps + 1, seeds, rank))
-    losses = xp.empty((steps + 1, seeds))
-    reached = None if stop_at is None else xp.zeros((seeds, rank), dtype=bool)
-    diverged = xp.zeros(seeds, dtype=bool)
+    strengths = xp.empty((steps + 1, seeds, rank), dtype=xp.float64)
+    losses = xp.empty((steps + 1, seeds), dtype=xp.float64)
+    reached = None if stop_at is None else xp.zeros((seeds, rank), dtype=xp.bool)
+    diverged = xp.zeros(seeds, dtype=xp.bool)
+    output_basis, input_basis = U.T, V.T  # (r, n_out), (r, n_in)
     last_checked = 0
-    for step in range(steps + 1):
-        prefixes = [weights[0]]  # prefixes[i] = W_{i+1} ... W_1 (0-based layer i)
-        for w in weights[1:]:
-            prefixes.append(w @ prefixes[-1])
-        total = prefixes[-1]
-        error = sigma - total
-        strengths[step] = ((U.T @ total) * V.T).sum(axis=-1)  # diag(U^T W_total V)
-        losses[step] = (error * error).sum(axis=(-2, -1))
-        if reached is not None:
-            reached |= strengths[step] >= stop_at
-        if step == steps or (step + 1) % check_every == 0:
-            finite = xp.isfinite(losses[last_checked : step + 1])
-            if not bool(xp.all(finite)):
-                if not drop_diverged:
-                    bad = last_checked + int(xp.argmax(~finite.all(axis=1)))
-                    raise DivergenceError("Saxe network loss", bad, learning_rate)
-                newly = ~finite.all(axis=0)
-                diverged |= newly
-                for w in weights:
-                    w[newly] = 0.0
-            last_checked = step + 1
-            if reached is not None and bool((reached.all(axis=1) | diverged).all()):
-                return strengths, losses, step, diverged
-        if step == steps:
-            break
-        # backward pass; layer i's update uses only the old W_{>i} (already in `backward`) and
-        # the old W_{<i} (in `prefixes`), so updating in place as we go down is exact simultaneous GD
-        backward = error  # (W_{>i})^T (Sigma_yx - W_total) for the current layer i
-        for i in range(len(weights) - 1, -1, -1):
-            gradient = backward if i == 0 else backward @ xp.swapaxes(prefixes[i - 1], -1, -2)
-            if i > 0:
-                backward = xp.swapaxes(weights[i], -1, -2) @ backward
-            weights[i] += learning_rate * gradient
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="Saxe networks", unit="step")
+    try:
+        for step in range(steps + 1):
+            prefixes = [weights[0]]  # prefixes[i] = W_{i+1} ... W_1 (0-based layer i)
+            for w in weights[1:]:
+                prefixes.append(xp.matmul(w, prefixes[-1]))
+            total = prefixes[-1]
+            error = sigma - total
+            strengths[step, ...] = xp.sum(xp.matmul(output_basis, total) * input_basis, axis=-1)  # diag(U^T W V)
+            losses[step, ...] = xp.sum(error * error, axis=(-2, -1))
+            if reached is not None:
+                reached = reached | (strengths[step, ...] >= stop_at)
+            if step == steps or (step + 1) % check_every == 0:
+                finite = to_host(xp, xp.isfinite(losses[last_checked : step + 1, ...]))
+                if not np.all(finite):
+                    if not drop_diverged:
+                        bad = last_checked + int(np.argmax(~finite.all(axis=1)))
+                        raise DivergenceError("Saxe network loss", bad, rates[max(bad - 1, 0)])
+                    newly = xp.asarray(~finite.all(axis=0))
+                    diverged = diverged | newly
+                    for index, w in enumerate(weights):
+                        weights[index] = xp.where(newly[:, None, None], 0.0, w)
+                last_checked = step + 1
+                if reached is not None and bool(xp.all(xp.all(reached, axis=1) | diverged)):
+                    return strengths, losses, step, diverged
+            if step == steps:
+                break
+            # backward pass; layer i's update uses only the old W_{>i} (already in `backward`) and
+            # the old W_{<i} (in `prefixes`), so updating in place as we go down is exact simultaneous GD
+            rate = rates[step]
+            backward = error  # (W_{>i})^T (Sigma_yx - W_total) for the current layer i
+            for i in range(len(weights) - 1, -1, -1):
+                gradient = backward if i == 0 else xp.matmul(backward, xp.matrix_transpose(prefixes[i - 1]))
+                if i > 0:
+                    backward = xp.matmul(xp.matrix_transpose(weights[i]), backward)
+                weights[i] += rate * gradient
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
     return strengths, losses, steps, diverged
+
+
+def _check_memory(network: SaxeNetwork, seeds: int, steps: int, backend: str) -> None:
+    """Refuse a run that cannot fit, before allocating: the weights live about five times over
+    (host initial and final copies, device weights, the prefix products and the backward pass),
+    the curves hold ``(steps + 1) seeds (r + 1)`` numbers."""
+    weights = 8.0 * seeds * sum(rows * cols for rows, cols in network.layer_shapes())
+    curves = 8.0 * seeds * (steps + 1) * (network.rank + 1)
+    check_memory(
+        {
+            "weights": (5 * weights, f"lower `seeds` ({seeds}) or the layer sizes"),
+            "mode-strength curves": (curves, f"lower `steps` ({steps}) or `seeds` ({seeds})"),
+        },
+        backend,
+        seeds=seeds,
+    )
 
 
 def _sem(per_seed: np.ndarray) -> np.ndarray:
@@ -325,22 +365,27 @@ def simulate_saxe(
     seed: int = 0,
     output_modes: np.ndarray | None = None,
     input_modes: np.ndarray | None = None,
+    progress: bool = False,
+    threads: int | None = None,
 ) -> SaxeSimulation:
     """Train ``seeds`` independent networks by full-batch gradient descent (THEORY.md section 3).
 
-    ``W_i <- W_i + eta (W_{>i})^T (Sigma_yx - W_total) (W_{<i})^T``, ``Sigma_yx = U diag(s) V^T``,
-    ``eta = training.learning_rate``, ``training.steps`` steps; compare with
-    ``dmft.saxe.mode_strength(s, u0, t, depth, tau=1/eta)``.
+    ``W_i <- W_i + eta_t (W_{>i})^T (Sigma_yx - W_total) (W_{<i})^T``, ``Sigma_yx = U diag(s) V^T``,
+    ``eta_t = training.rates[t]`` (a constant learning rate or a schedule), ``training.steps`` steps;
+    compare with ``dmft.saxe.mode_strength(s, u0, sim.flow_time, depth)`` (``tau = 1`` in flow time
+    ``sum_{t' < t} eta_t'``; for a constant rate, ``mode_strength(s, u0, t, depth, tau=1/eta)``).
 
     Parameters
     ----------
     network : the architecture, task and initialisation.
-    training : ``dmft.GradientDescent(learning_rate, steps)``.
+    training : ``dmft.GradientDescent(learning_rate, steps)``, ``learning_rate`` a number or a schedule.
     seeds : number of independent networks (batched, no loop over seeds).
-    backend : ``"numpy"`` or ``"cupy"``.
+    backend : ``"numpy"`` or ``"cupy"`` (the same array-API code path).
     seed : seeds the task's singular vectors (unless given) and the initial weights.
     output_modes, input_modes : optional ``U`` ``(n_out, r)`` and ``V`` ``(n_in, r)`` with
         orthonormal columns; Haar-random by default.
+    progress : show a tqdm progress bar over steps.
+    threads : BLAS threads during the run (``None``: one; the products are small and batched).
 
     Returns
     -------
@@ -348,29 +393,34 @@ def simulate_saxe(
 
     Raises
     ------
-    dmft.DivergenceError : the loss became non-finite (names the step; lower the learning rate).
+    dmft.DivergenceError : the loss became non-finite (names the step and the rate of the step
+        that led there; lower the learning rate).
     """
     if not isinstance(network, SaxeNetwork):
         raise TypeError(f"`network` must be a finite_size.saxe.SaxeNetwork, got {type(network).__name__}")
     if not isinstance(training, GradientDescent):
-        raise TypeError(f"`training` must be dmft.GradientDescent, got {type(training).__name__}")
+        hint = " (the gradient flow of this setting is exact: dmft.saxe.mode_strength)" if isinstance(training, GradientFlow) else ""
+        raise TypeError(f"`training` must be dmft.GradientDescent, got {type(training).__name__}{hint}")
     seeds = positive_int("seeds", seeds)
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise TypeError(f"`seed` must be an integer, got {seed!r}")
-    xp = array_module(backend)
+    threads = DEFAULT_THREADS if threads is None else positive_int("threads", threads)
+    xp = namespace(backend)
+    _check_memory(network, seeds, training.steps, backend)
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     U, V = _task_modes(network, rng, output_modes, input_modes)
     initial = tuple(_initial_weights(network, seeds, rng, U, V))
-    weights = [xp.array(w) for w in initial]
+    weights = [to_device(xp, w.copy()) for w in initial]  # a copy: `initial` is returned as it was
     s = np.asarray(network.singular_values)
-    sigma = xp.asarray(U @ (s[:, None] * V.T))
-    with np.errstate(over="ignore", invalid="ignore"):
+    sigma = to_device(xp, U @ (s[:, None] * V.T))
+    rates = [float(rate) for rate in training.rates]
+    with np.errstate(over="ignore", invalid="ignore"), blas_threads(threads):
         strengths, losses, _, _ = _train(
-            xp, weights, sigma, xp.asarray(U), xp.asarray(V), training.learning_rate, training.steps
+            xp, weights, sigma, to_device(xp, U), to_device(xp, V), rates, training.steps, progress=progress
         )
-    per_seed = np.moveaxis(to_numpy(strengths), 1, 0)
-    loss_per_seed = to_numpy(losses).T
+    per_seed = np.moveaxis(to_host(xp, strengths), 1, 0)
+    loss_per_seed = to_host(xp, losses).T
     return SaxeSimulation(
         network=network,
         training=training,
@@ -383,8 +433,11 @@ def simulate_saxe(
         output_modes=U,
         input_modes=V,
         initial_weights=initial,
-        final_weights=tuple(to_numpy(w) for w in weights),
-        info={"backend": backend, "seeds": seeds, "seed": seed, "seconds": time.perf_counter() - started},
+        final_weights=tuple(np.array(to_host(xp, w)) for w in weights),
+        info={
+            "backend": backend, "seeds": seeds, "seed": seed, "threads": threads,
+            "seconds": time.perf_counter() - started,
+        },
     )
 
 
@@ -496,19 +549,20 @@ def _learning_times_until_learned(
 
     Trains only until every mode of every (non-diverged) network has been learned.
     """
-    xp = array_module(backend)
+    xp = namespace(backend)
+    _check_memory(network, seeds, max_steps, backend)
     rng = np.random.default_rng(seed)
     U, V = _task_modes(network, rng, None, None)
-    weights = [xp.asarray(w) for w in _initial_weights(network, seeds, rng, U, V)]
+    weights = [to_device(xp, w) for w in _initial_weights(network, seeds, rng, U, V)]
     s = np.asarray(network.singular_values)
-    sigma = xp.asarray(U @ (s[:, None] * V.T))
+    sigma = to_device(xp, U @ (s[:, None] * V.T))
     with np.errstate(over="ignore", invalid="ignore"):
         strengths, _, last, diverged = _train(
-            xp, weights, sigma, xp.asarray(U), xp.asarray(V), learning_rate, max_steps,
-            stop_at=xp.asarray(fraction * s), check_every=16, drop_diverged=True,
+            xp, weights, sigma, to_device(xp, U), to_device(xp, V), [learning_rate] * max_steps, max_steps,
+            stop_at=to_device(xp, fraction * s), check_every=16, drop_diverged=True,
         )
-    per_seed = np.moveaxis(to_numpy(strengths[: last + 1]), 1, 0)
-    diverged = to_numpy(diverged)
+    per_seed = np.moveaxis(to_host(xp, strengths[: last + 1, ...]), 1, 0)
+    diverged = to_host(xp, diverged)
     with np.errstate(invalid="ignore"):
         times = mode_learning_time(per_seed, s, fraction).mean(axis=-1)
     return np.where(diverged, np.nan, times), diverged
@@ -534,6 +588,8 @@ def depth_study(
     max_steps: int = 20000,
     backend: str = "numpy",
     seed: int = 0,
+    progress: bool = False,
+    threads: int | None = None,
 ) -> DepthStudy:
     """Learning time versus depth: orthogonal vs scaled Gaussian initialisation (THEORY.md section 3).
 
@@ -575,6 +631,8 @@ def depth_study(
     depths : hidden-layer counts (integers >= 1).
     width, singular_values, base_learning_rate, gain, seeds, fraction, backend, seed : as above.
     max_steps : cap on the steps per network; a network that has not learned by then gives NaN.
+    progress : show a tqdm progress bar over the (depth, initialisation) runs.
+    threads : BLAS threads during the study (``None``: one).
 
     Returns
     -------
@@ -593,8 +651,13 @@ def depth_study(
     inits = ("orthogonal", "gaussian")
     times = {init: np.empty((len(depths), seeds)) for init in inits}
     diverged = {init: np.zeros((len(depths), seeds), dtype=bool) for init in inits}
-    for k, depth in enumerate(depths):
-        for init in inits:
+    runs = [(k, depth, init) for k, depth in enumerate(depths) for init in inits]
+    if progress:
+        from tqdm.auto import tqdm
+
+        runs = tqdm(runs, desc="depth study", unit="run")
+    with blas_threads(threads):
+        for k, depth, init in runs:
             network = SaxeNetwork(
                 singular_values=tuple(singular_values), depth=depth, hidden=width, n_in=width,
                 n_out=width, init=init, gain=gain,

@@ -4,7 +4,8 @@ THEORY.md section 3. Tiers: (a) the closed forms and the numerical flow against 
 and its limits; (b) finite networks from decoupled initial conditions against the flow (the gap is
 the O(eta) error of Euler steps) and the exact discrete map, plus the gradient and a conservation law
 for generic initialisation; (c) the depth result (orthogonal vs scaled Gaussian); (d) NumPy vs CuPy;
-(e) bad input.
+(e) bad input. The simulator's tests also run with ``backend="array_api_strict"`` (the array-API code
+path that CuPy runs, on the CPU).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 import dmft
 from dmft import saxe
+from dmft._backend import cupy_usable
 from dmft.saxe import _learning_time_numeric, _mode_strength_numeric
 from finite_size.saxe import (
     SaxeNetwork,
@@ -213,18 +215,60 @@ def _discrete_map(s, u0, depth, learning_rate, steps):
     return np.array(out)
 
 
+def _discrete_map_with_rates(s, u0, depth, rates):
+    """Scalar recursion a <- a + eta_t a^{N_w-1} (s - a^{N_w}), u = a^{N_w} (exact for decoupled GD)."""
+    n_weights = depth + 1
+    a = np.asarray(u0, dtype=float) ** (1 / n_weights) * np.ones_like(np.asarray(s, float))
+    out = [a**n_weights]
+    for rate in rates:
+        a = a + rate * a ** (n_weights - 1) * (s - a**n_weights)
+        out.append(a**n_weights)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
 @pytest.mark.parametrize("depth", [0, 1, 3])
-def test_decoupled_simulation_is_the_exact_discrete_map(depth):
+def test_decoupled_simulation_is_the_exact_discrete_map(depth, backend):
     network = SaxeNetwork(
         singular_values=(2.0, 1.0, 0.5), depth=depth, hidden=6, n_in=5, n_out=4, init_strength=0.01
     )
-    sim = simulate_saxe(network, dmft.GradientDescent(learning_rate=0.02, steps=400), seeds=3, seed=1)
+    sim = simulate_saxe(network, dmft.GradientDescent(learning_rate=0.02, steps=400), seeds=3, seed=1, backend=backend)
     expected = _discrete_map(np.array(network.singular_values), 0.01, depth, 0.02, 400)
     # float64 round-off over 400 steps of products of depth+1 matrices
     np.testing.assert_allclose(
         sim.mode_strength_per_seed, np.broadcast_to(expected, (3, 401, 3)), rtol=0, atol=1e-12
     )
     np.testing.assert_allclose(sim.loss, ((np.array(network.singular_values) - expected) ** 2).sum(-1), atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_schedule_is_the_exact_discrete_map_and_follows_the_flow(depth, backend):
+    """A warm-up-then-cosine schedule: every step uses its own rate (the scalar recursion with
+    ``eta_t``, to round-off), and at small rates the modes follow the flow at the flow time
+    ``sum_{t' < t} eta_t'`` (``tau = 1``) up to the O(max eta) Euler error."""
+    s = np.array([2.0, 1.0])
+    network = SaxeNetwork(singular_values=tuple(s), depth=depth, hidden=4, init_strength=0.05)
+    rates = dmft.schedules.warmup_cosine(0.01, steps=600, warmup=60, final=0.002)
+    sim = simulate_saxe(network, dmft.GradientDescent(learning_rate=rates, steps=600), seeds=2, backend=backend)
+    expected = _discrete_map_with_rates(s, 0.05, depth, rates)
+    np.testing.assert_allclose(sim.mode_strength_per_seed, np.broadcast_to(expected, (2, 601, 2)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sim.flow_time, np.concatenate([[0.0], np.cumsum(rates)]))
+    flow = saxe.mode_strength(s, 0.05, sim.flow_time[:, None], depth=depth, tau=1.0)
+    # Euler's global error is O(max eta) = O(0.01) times the curvature of the flow: observed 0.007
+    # (depth 1) and 0.03 (depth 3); a band of 0.05 s_max = 0.1. A wrong clock (steps instead of
+    # sum eta, or the rate of the wrong step) is off by O(s).
+    assert np.abs(sim.mode_strength - flow).max() < 0.05 * s.max()
+    with pytest.raises(ValueError, match="constant learning rate"):
+        sim.tau
+
+
+def test_constant_schedule_is_the_scalar_run_bit_for_bit():
+    network = SaxeNetwork(singular_values=(1.5, 0.5), depth=2, hidden=4, init="gaussian")
+    scalar = simulate_saxe(network, dmft.GradientDescent(0.03, 50), seeds=2)
+    schedule = simulate_saxe(network, dmft.GradientDescent(dmft.schedules.constant(0.03, 50), 50), seeds=2)
+    np.testing.assert_array_equal(schedule.mode_strength_per_seed, scalar.mode_strength_per_seed)
+    np.testing.assert_array_equal(schedule.loss_per_seed, scalar.loss_per_seed)
 
 
 @pytest.mark.parametrize("depth", [1, 3])
@@ -345,6 +389,14 @@ def test_divergence_raises_with_step_and_learning_rate():
     assert 0 < info.value.step < 200
 
 
+def test_divergence_under_a_schedule_names_the_rate_of_the_step():
+    network = SaxeNetwork(singular_values=(3.0,), depth=1, init_strength=1.0)
+    rates = np.concatenate([np.full(50, 0.01), np.full(150, 2.0)])
+    with pytest.raises(dmft.DivergenceError, match=r"got 2\)") as info:
+        simulate_saxe(network, dmft.GradientDescent(learning_rate=rates, steps=200), seeds=2)
+    assert info.value.learning_rate == 2.0 and info.value.step > 50
+
+
 # --------------------------------------------------------------------------------------------------
 # (c) the depth result
 
@@ -378,21 +430,23 @@ def test_depth_study_in_the_flow_limit():
 # (d) backends
 
 
-def test_numpy_and_cupy_agree():
-    cupy = pytest.importorskip("cupy")
-    try:
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception:  # pragma: no cover - depends on the machine
-        pytest.skip("CuPy is installed but no CUDA device is available")
+@pytest.mark.parametrize("backend", ["array_api_strict", "cupy"])
+def test_array_api_backends_agree_with_numpy(backend):
+    """The array-API path (CuPy on a GPU; the strict namespace on the CPU, which fails on any call
+    only NumPy accepts) trains the same networks as NumPy."""
+    if backend == "cupy" and not cupy_usable():
+        pytest.skip("CuPy with a usable CUDA device is not available")
     for init in ("decoupled", "orthogonal", "gaussian"):
         network = SaxeNetwork(singular_values=(2.0, 1.0), depth=4, hidden=8, n_in=5, n_out=6, init=init)
         training = dmft.GradientDescent(learning_rate=0.02, steps=300)
         on_cpu = simulate_saxe(network, training, seeds=4, backend="numpy")
-        on_gpu = simulate_saxe(network, training, seeds=4, backend="cupy")
+        other = simulate_saxe(network, training, seeds=4, backend=backend)
         # same initial weights; float64 summation order differs: round-off ~1e-15 per operation
-        np.testing.assert_allclose(on_gpu.mode_strength_per_seed, on_cpu.mode_strength_per_seed, atol=1e-10)
-        np.testing.assert_allclose(on_gpu.loss_per_seed, on_cpu.loss_per_seed, rtol=1e-10, atol=1e-12)
-        assert isinstance(on_gpu.loss, np.ndarray)
+        np.testing.assert_allclose(other.mode_strength_per_seed, on_cpu.mode_strength_per_seed, atol=1e-10)
+        np.testing.assert_allclose(other.loss_per_seed, on_cpu.loss_per_seed, rtol=1e-10, atol=1e-12)
+        assert isinstance(other.loss, np.ndarray)
+    study = depth_study(depths=(2,), seeds=3, backend=backend)
+    np.testing.assert_allclose(study.orthogonal_per_seed, depth_study(depths=(2,), seeds=3).orthogonal_per_seed, rtol=1e-10)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -455,11 +509,33 @@ def test_simulate_rejects_bad_arguments():
     network = SaxeNetwork(singular_values=(1.0,))
     with pytest.raises(ValueError, match="backend"):
         simulate_saxe(network, dmft.GradientDescent(0.1, 5), backend="torch")
+    with pytest.raises(ValueError, match="'numba' names the compiled kernels"):
+        simulate_saxe(network, dmft.GradientDescent(0.1, 5), backend="numba")
     with pytest.raises(ValueError, match="seeds"):
         simulate_saxe(network, dmft.GradientDescent(0.1, 5), seeds=0)
     with pytest.raises(TypeError, match="training"):
         simulate_saxe(network, dmft.OnlineSGD(0.1, 5))
+    with pytest.raises(TypeError, match="exact: dmft.saxe.mode_strength"):
+        simulate_saxe(network, dmft.GradientFlow(1.0))
+    with pytest.raises(MemoryError, match=r"the mode-strength curves: lower `steps` \(100000000\)"):
+        simulate_saxe(network, dmft.GradientDescent(0.1, 10**8), seeds=10**4)
     with pytest.raises(ValueError, match="input_modes"):
         simulate_saxe(network, dmft.GradientDescent(0.1, 5), input_modes=np.ones((1, 1)) * 2)
     with pytest.raises(ValueError, match="fraction"):
         depth_study(depths=(1,), fraction=1.0)
+
+
+def _readme_python_block(heading: str) -> str:
+    """The first ```python block of the README section that starts with ``heading``."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index(heading):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```", start)]
+
+
+@pytest.mark.parametrize("heading", ["### Saxe, McClelland & Ganguli", "## Finite-width simulations"])
+def test_readme_snippets_run_as_written(heading):
+    """The README's Saxe and simulation snippets are runnable code (they once used undefined names)."""
+    exec(compile(_readme_python_block(heading), f"README.md: {heading}", "exec"), {})
