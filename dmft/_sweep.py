@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -36,7 +37,7 @@ import numpy as np
 
 from ._cache import CacheEntry, ResultCache, _plain, cache_folder, cache_key
 from ._serialize import config_to_dict
-from .result import Result, json_safe, time_dimension
+from .result import AccuracyWarning, Result, json_safe, time_dimension
 from .training import check_compatible
 
 __all__ = ["sweep", "RUN_KINDS", "STATUS_OK", "STATUS_DIVERGED"]
@@ -46,7 +47,8 @@ STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
 
 _ROOTS = ("model", "data", "training", "run")
-_VARIABLES = ("test_loss", "train_loss", "test_loss_sem", "train_loss_sem", "status", "reason", "method")
+_VARIABLES = ("test_loss", "train_loss", "test_loss_sem", "train_loss_sem", "status", "reason", "method",
+              "accuracy_status", "accuracy_message")
 _RESERVED_DIMENSIONS = ("step", "time", "point")
 
 
@@ -457,7 +459,10 @@ def sweep(
       the end of a shorter run when ``training.steps`` is swept;
     * ``test_loss_sem``, ``train_loss_sem``: standard errors, where the run gives them;
     * ``status`` (``"ok"`` or ``"diverged"``), ``reason`` (the error message, or ``""``) and ``method``
-      (the result's method) per point.
+      (the result's method) per point;
+    * ``accuracy_status`` and ``accuracy_message``: each result's own ``status`` and ``message``
+      (0 / ``"ok"`` when its accuracy diagnostics passed; -1 / ``""`` where it diverged). Points with
+      status 1 are also reported by one :class:`dmft.AccuracyWarning` (cached points included).
 
     ``attrs`` hold the base configuration (``base_config``, JSON of model / data / training),
     ``run``, ``run_options`` and ``over`` (JSON), ``zip``, ``dmft_version``, and the counts
@@ -466,8 +471,8 @@ def sweep(
     Raises
     ------
     ValueError, TypeError : an unknown dotted name, a Dataset name taken twice, a value the
-        configuration rejects, discrete and continuous training mixed, or flows without common
-        ``save_at``; the message names the parameter, and nothing has run yet.
+        configuration rejects, or flows without common ``save_at``; the message names the
+        parameter, and nothing has run yet.
     Any error of a point other than a divergence, with the point named in a note (points finished
     before it are in the cache).
 
@@ -545,17 +550,12 @@ def _json_value(value):
 
 
 def _curve_axis(points: list[_Point]) -> tuple[str, np.ndarray | None]:
-    """``(axis, report_times)``: the Dataset's curve axis (:func:`dmft.result.time_dimension`) and,
-    for continuous time, the common report times (``None``: taken from the first result, and every
-    other result must report at the same times). Raises before anything runs when the points mix
-    discrete and continuous training, or when gradient flows have no common ``save_at``."""
-    axes = {time_dimension(p.training) for p in points}
-    if len(axes) > 1:
-        raise ValueError(
-            "a sweep cannot mix discrete training (GradientDescent, OnlineSGD: curves by step) and "
-            "continuous time (GradientFlow: curves by flow time); sweep them separately"
-        )
-    axis = axes.pop()
+    """``(axis, report_times)``: the Dataset's curve axis (:func:`dmft.result.time_dimension`; the
+    training rule's type is the base configuration's at every point, as ``over`` changes fields,
+    not types) and, for continuous time, the common report times (``None``: taken from the first
+    result, and every other result must report at the same times). Raises before anything runs when
+    gradient flows have no common ``save_at``."""
+    axis = time_dimension(points[0].training)
     if axis == "step":
         return axis, None
     if not all(hasattr(p.training, "save_at") for p in points):
@@ -599,12 +599,16 @@ def _dataset(xr, parameters, zipped, shape, points, outcomes, axis, report_times
     status = np.full(shape, STATUS_OK, dtype=object)
     reason = np.full(shape, "", dtype=object)
     method = np.full(shape, "", dtype=object)
+    accuracy_status = np.full(shape, -1, dtype=np.int64)
+    accuracy_message = np.full(shape, "", dtype=object)
     for point, (point_status, point_reason, result) in zip(points, outcomes):
         status[point.index] = point_status
         reason[point.index] = point_reason
         if result is None:
             continue
         method[point.index] = result.method
+        accuracy_status[point.index] = result.status
+        accuracy_message[point.index] = result.message
         for name in curves:
             curve = np.asarray(getattr(result, name), dtype=float)
             curves[name][point.index + (slice(0, len(curve)),)] = curve
@@ -635,8 +639,17 @@ def _dataset(xr, parameters, zipped, shape, points, outcomes, axis, report_times
     for name, present in has_errors.items():
         if present:
             variables[name] = (dims + (axis,), errors[name], {"long_name": f"standard error of {name[:-4]}"})
-    for name, values in (("status", status), ("reason", reason), ("method", method)):
+    for name, values in (("status", status), ("reason", reason), ("method", method),
+                         ("accuracy_message", accuracy_message)):
         variables[name] = (dims, values.astype(str))
+    variables["accuracy_status"] = (dims, accuracy_status, {
+        "long_name": "the result's own status: 0 every accuracy diagnostic passed, 1 one failed "
+                     "(accuracy_message says which), -1 no result (diverged)"})
+    warned = int(np.sum(accuracy_status > 0))
+    if warned:  # also for points read from the cache, whose solve warned when it ran
+        first = next(m for m, a in zip(accuracy_message.ravel(), accuracy_status.ravel()) if a > 0)
+        warnings.warn(f"{warned} of {accuracy_status.size} sweep points have accuracy warnings (status 1; "
+                      f"ds['accuracy_message'] says which), e.g.: {first}", AccuracyWarning, stacklevel=3)
     dataset = xr.Dataset(variables, coords=coords, attrs=attrs)
     for parameter in parameters:
         dataset[parameter.dimension].attrs["sweep_parameter"] = parameter.name

@@ -351,8 +351,10 @@ def _command_sweep(args) -> int:
     ds.to_netcdf(out)
     status = ds["status"].values.ravel()
     diverged = int(np.sum(status != "ok"))
+    warned = int(np.sum(ds["accuracy_status"].values > 0))
     print(f"{status.size} points ({ds.attrs['points_computed']} computed, {ds.attrs['points_cached']} "
-          f"from the cache), {diverged} diverged")
+          f"from the cache), {diverged} diverged" + (f", {warned} with accuracy warnings (accuracy_message)"
+                                                     if warned else ""))
     print(f"wrote {out}")
     for path in write_figures(ds, config.figures, out.parent):
         print(f"wrote {path}")
