@@ -18,15 +18,23 @@ def test_demo_quick_writes_figure_and_agrees(tmp_path, capsys):
     2 % of s at eta = 0.01 (measured 1.6 %)."""
     assert main(["demo", "--out", str(tmp_path), "--quick"]) == 0
     assert (tmp_path / "demo.png").stat().st_size > 10_000
-    table = json.loads((tmp_path / "demo.json").read_text())
+
+    def reject(constant):  # strict JSON: no bare NaN / Infinity
+        raise AssertionError(f"bare {constant} in demo.json")
+
+    table = json.loads((tmp_path / "demo.json").read_text(), parse_constant=reject)
     columns = table["columns"]
     for row in table["rows"]:
         entry = dict(zip(columns, row))
         if entry["panel"] == "a":
             assert abs(entry["gap"]) <= 0.02 * 3.0
+            assert entry["sem"] is None and entry["gap_over_sem"] is None  # deterministic: no error bar
         else:
             assert abs(entry["gap_over_sem"]) <= 5.0, entry
-    assert "gap/sem" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "gap/sem" in captured.out and "nan" not in captured.out
+    # progress: every stage is announced and timed on stderr
+    assert captured.err.count(" done in ") == 10 and "[10/10]" in captured.err
 
 
 def test_solve_and_simulate_write_json_and_png(tmp_path):

@@ -690,3 +690,20 @@ def test_accuracy_status_of_each_result_is_kept_and_warned_about_also_from_the_c
         assert str(ds["accuracy_message"].sel(width_ratio=2.0).values).startswith("test diagnostic")
         assert str(ds["status"].sel(width_ratio=2.0).values) == "ok"
     assert ds.attrs["points_cached"] == 2
+
+
+def test_the_shipped_example_runs_as_the_readme_says(tmp_path, capsys):
+    """``dmft sweep examples/sweep.toml --out ...`` (README, Command line and Sweeps): 9 DMFT points,
+    each equal to the direct solve of its configuration, and its two figures."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "sweep.toml"
+    out = tmp_path / "results" / "widths.nc"
+    assert sweep_main([str(example), "--out", str(out), "--no-cache", "--quiet"]) == 0
+    assert "9 points (9 computed, 0 from the cache), 0 diverged" in capsys.readouterr().out
+    parsed = load_sweep_config(example)
+    with xr.open_dataset(out) as written:
+        expected = dmft.solve(parsed.model.replace(width_ratio=2.0), parsed.data,
+                              parsed.training.replace(learning_rate=0.1))
+        np.testing.assert_array_equal(written["test_loss"].sel(width_ratio=2.0, learning_rate=0.1), expected.test_loss)
+    assert (out.parent / "widths-curves.png").exists() and (out.parent / "widths-final.png").exists()
