@@ -175,8 +175,8 @@ def _check_figures(figures, dimensions: list[str], axis: str = "step") -> None:
             raise ValueError(f"{where}: x must be one of the swept parameters {dimensions}, got {spec.get('x')!r}")
         other = "time" if axis == "step" else "step"
         if other in spec:
-            raise ValueError(f"{where}: this sweep's curves are by {axis} ({'discrete training' if axis == 'step' else 'gradient flow'}): "
-                             f"use {axis} = ..., not {other}")
+            kind = "discrete training" if axis == "step" else "gradient flow"
+            raise ValueError(f"{where}: this sweep's curves are by {axis} ({kind}): use {axis} = ..., not {other}")
         if spec["kind"] == "curves" and axis in spec:
             raise ValueError(f"{where}: {axis} applies to kind = \"final\" only")
 
@@ -219,7 +219,7 @@ def plot_sweep_curves(ds, ax=None, *, variable: str = "test_loss", logx: bool | 
     logx = axis == "time" if logx is None else logx
     array = ds[variable]
     times = ds["time"].values
-    shown = times > 0 if logx else np.ones(times.shape, dtype=bool)
+    shown = times > 0 if (logx and axis == "time") else np.ones(times.shape, dtype=bool)
     diverged = 0
     labelled = _point_labels(array)
     for selection, label in labelled:

@@ -619,6 +619,24 @@ def test_a_flow_sweep_has_time_as_its_axis_and_the_closed_form_values(tmp_path):
                                   progress=False)[["test_loss", "train_loss"]], single.to_xarray()[["test_loss", "train_loss"]])
 
 
+def test_flow_sweep_figures_use_the_flow_time(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from dmft.cli_sweep import plot_sweep_curves, plot_sweep_final
+
+    ds = sweep(dmft.Linear(), dmft.GaussianData(alpha=None), FLOW, over={"data.noise": [0.0, 0.5]},
+               run=exact_population_flow, use_cache=False, progress=False)
+    ax = plot_sweep_curves(ds)
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "time"
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), SAVE_AT[1:])  # t = 0 has no place on a log axis
+    ax = plot_sweep_final(ds, "noise", time=0.9, logy=False)  # the nearest report time, 1.0
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [math.exp(-2), math.exp(-2) + 0.25], rtol=1e-15)
+    assert ax.get_ylabel() == "test loss at time 1"
+    with pytest.raises(ValueError, match="give time="):
+        plot_sweep_final(ds, "noise", step=3)
+    plt.close("all")
+
+
 def test_a_discrete_sweep_keeps_step_and_gains_a_time_coordinate(tmp_path):
     ds = sweep(MODEL, DATA, TRAINING, over={"model.width_ratio": [0.5, 2.0]}, run="simulate",
                run_options=SIMULATE, cache=tmp_path, progress=False)
