@@ -104,7 +104,7 @@ class _Progress:
     """One line per stage on stderr, ``... done in 1.2 s`` when it ends (``enabled=False``: silent)."""
 
     def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total, self.count, self.started = enabled, total, 0, time.perf_counter()
+        self.enabled, self.total, self.count = enabled, total, 0
 
     def __call__(self, what: str):
         return _Stage(self, what)
