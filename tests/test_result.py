@@ -223,3 +223,20 @@ def test_to_xarray_of_a_flow_has_time_as_its_axis():
     assert ds["test_loss_per_seed"].dims == ("test_loss_per_seed_dim0", "time")
     assert ds["spectrum"].dims == ("spectrum_dim0",)
     assert float(ds["test_loss"].sel(time=2.0)) == math.exp(-4.0)
+
+
+def test_files_of_the_previous_format_still_load(tmp_path):
+    """Files written before the packed layout (format 1: arrays stored as they are, no 'layout'
+    entry, no status/message in the configuration) load unchanged."""
+    config = {"model": {"type": "Linear"}, "data": {"type": "GaussianData", "alpha": 2.0, "noise": 0.0,
+                                                    "spectrum": None, "teacher": None},
+              "training": {"type": "GradientDescent", "learning_rate": 0.1, "steps": 2}, "method": "exact",
+              "info": {"seconds": 0.5}}
+    old = tmp_path / "old.npz"
+    np.savez_compressed(old, config=np.array(json.dumps(config)), test_loss=np.array([1.0, 0.5, 0.25]),
+                        train_loss=np.array([1.0, 0.4, 0.2]), **{"arrays/C_v": np.eye(3)})
+    loaded = Result.load(old)
+    assert loaded.status == 0 and loaded.message == "ok" and loaded.info == {"seconds": 0.5}
+    assert loaded.training == dmft.GradientDescent(0.1, 2)
+    np.testing.assert_array_equal(loaded.time, [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(loaded.arrays["C_v"], np.eye(3))
