@@ -17,6 +17,17 @@ from .training import GradientDescent, GradientFlow, OnlineSGD
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``dmft.studies`` is imported on first use (it pulls in matplotlib figures and the sweeps),
+    so ``import dmft; dmft.studies.transfer`` works without importing it at ``import dmft``."""
+    if name == "studies":
+        import importlib
+
+        return importlib.import_module(".studies", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AccuracyWarning",
     "GradientFlow",
@@ -37,5 +48,6 @@ __all__ = [
     "minimum_q_interpolator",
     "saxe",
     "solve",
+    "studies",
     "sweep",
 ]

@@ -5,8 +5,11 @@ The key of a run is the SHA-256 of the canonical JSON (sorted keys, no spaces) o
     {"run": kind, "model": ..., "data": ..., "training": ..., "options": ..., "version": dmft.__version__}
 
 where the configurations are written by :func:`dmft._serialize.config_to_dict` and ``kind`` names
-what computes the answer (``"solve"``, ``"simulate"`` or ``"callable:module.qualname"``). Equal
-configurations give equal keys whatever object produced them; a new package version starts afresh.
+what computes the answer (``"solve"``, ``"simulate"`` or ``"callable:module.qualname"``). Every field
+of every configuration is in the key: a learning-rate schedule rate by rate, a
+:class:`dmft.GradientFlow`'s ``time``, ``save_at`` and ``rtol``, the run options (sizes, seeds,
+solver options). Equal configurations give equal keys whatever object produced them; a new package
+version starts afresh.
 
 A finished run is stored as ``<folder>/<key[:2]>/<key>.npz`` (:meth:`dmft.Result.save`); a run that
 diverged as ``<key>.diverged.json`` holding the reason, so that neither is computed twice. Every
@@ -28,15 +31,14 @@ import math
 import os
 import sys
 import uuid
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from ._serialize import config_from_dict, config_to_dict
-from .result import _CURVES, Result
+from ._serialize import config_to_dict
+from .result import Result
 
 __all__ = ["CacheEntry", "ResultCache", "cache_folder", "cache_key", "canonical_json"]
 
@@ -128,19 +130,19 @@ class ResultCache:
     def get(self, key: str, *, curves_only: bool = False) -> CacheEntry | None:
         """The stored entry of ``key``, or ``None`` (an unreadable file counts as missing).
 
-        ``curves_only`` reads the configuration and the four loss curves but not ``arrays`` (a
-        result's order parameters can be most of its file): what a sweep's Dataset needs.
+        ``curves_only`` reads the configuration, ``time``, ``status``, ``message`` and the loss
+        curves but not ``arrays`` (a result's order parameters can be most of its file): what a
+        sweep's Dataset needs.
         """
         result_path = self._path(key, ".npz")
         diverged_path = self._path(key, ".diverged.json")
         entry = None
         try:
             if result_path.exists():
-                result = _load_curves(result_path)  # raises on a damaged file, and closes it
-                entry = CacheEntry(result=result if curves_only else Result.load(result_path))
+                entry = CacheEntry(result=Result.load(result_path, arrays=not curves_only))
             elif diverged_path.exists():
                 entry = CacheEntry(diverged=json.loads(diverged_path.read_text())["reason"])
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+        except (OSError, ValueError, KeyError, TypeError):
             entry = None  # damaged by hand or by another program: compute again and overwrite
         if entry is None:
             self.misses += 1
@@ -168,17 +170,3 @@ class ResultCache:
             raise
         self.writes += 1
         return target
-
-
-def _load_curves(path: Path) -> Result:
-    """A :class:`Result` of a file written by :meth:`Result.save`, without its ``arrays``.
-
-    The file is opened here, not by ``np.load``, so that it is closed even when it is damaged.
-    """
-    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
-        config = json.loads(str(stored["config"]))
-        curves = {name: stored[name] for name in _CURVES if name in stored.files}
-    return Result(
-        model=config_from_dict(config["model"]), data=config_from_dict(config["data"]),
-        training=config_from_dict(config["training"]), method=config["method"], info=config["info"], **curves,
-    )

@@ -3,7 +3,11 @@
 ``sweep(model, data, training, over={...})`` applies every combination of the swept values to the
 base configuration, runs each configuration once (:func:`dmft.solve`, :func:`finite_size.simulate` or
 any function with the same call signature) and gathers the loss curves in an ``xarray.Dataset``
-with one dimension per swept parameter plus ``step``.
+with one dimension per swept parameter plus the curve axis: ``step`` for discrete training
+(``GradientDescent``, ``OnlineSGD``; kept so that code written for step sweeps keeps working) and
+``time`` for gradient flow, whose points must report at common times (``save_at``). Either way the
+Dataset has a ``time`` coordinate (equal to ``step`` for discrete training) and
+:meth:`dmft.Result.to_xarray` lays out a single result the same way.
 
 * Where it runs: in this process by default (a tqdm progress bar); with ``client=`` (a
   ``dask.distributed.Client`` or a scheduler address) one task per configuration is submitted to
@@ -25,6 +29,7 @@ import itertools
 import json
 import os
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -32,7 +37,7 @@ import numpy as np
 
 from ._cache import CacheEntry, ResultCache, _plain, cache_folder, cache_key
 from ._serialize import config_to_dict
-from .result import Result
+from .result import AccuracyWarning, Result, json_safe, time_dimension
 from .training import check_compatible
 
 __all__ = ["sweep", "RUN_KINDS", "STATUS_OK", "STATUS_DIVERGED"]
@@ -42,8 +47,9 @@ STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
 
 _ROOTS = ("model", "data", "training", "run")
-_VARIABLES = ("test_loss", "train_loss", "test_loss_sem", "train_loss_sem", "status", "reason", "method")
-_RESERVED_DIMENSIONS = ("step", "point")
+_VARIABLES = ("test_loss", "train_loss", "test_loss_sem", "train_loss_sem", "status", "reason", "method",
+              "accuracy_status", "accuracy_message")
+_RESERVED_DIMENSIONS = ("step", "time", "point")
 
 
 @dataclass(frozen=True)
@@ -186,9 +192,13 @@ def _check_overlaps(parameters: list[_Parameter]) -> None:
     seen: dict[str, str] = {}
     for parameter in parameters:
         if parameter.dimension in _RESERVED_DIMENSIONS or parameter.dimension in _VARIABLES:
+            hint = ""
+            if parameter.name == "training.time":
+                hint = ("; the curves of one flow to the longest time already hold every earlier time "
+                        "(ds.sel(time=...)): run that one, with save_at")
             raise ValueError(
                 f"sweep parameter {parameter.name!r}: its Dataset name {parameter.dimension!r} is taken "
-                f"by the Dataset itself ({', '.join(_RESERVED_DIMENSIONS + _VARIABLES)})"
+                f"by the Dataset itself ({', '.join(_RESERVED_DIMENSIONS + _VARIABLES)}){hint}"
             )
         if parameter.dimension in seen:
             raise ValueError(
@@ -438,14 +448,21 @@ def sweep(
 
     Returns
     -------
-    xarray.Dataset with dimensions ``(*swept, step)`` (or ``(point, step)`` with ``zip=True``), each
-    swept dimension named by the last component of its dotted name, and variables
+    xarray.Dataset with dimensions ``(*swept, axis)`` (or ``(point, axis)`` with ``zip=True``), each
+    swept dimension named by the last component of its dotted name. The curve ``axis`` is ``step``
+    (``0 .. max steps``) for discrete training and ``time`` for :class:`dmft.GradientFlow`, whose
+    points must share ``save_at`` (the axis values; a flow without ``save_at`` is refused before
+    anything runs); the coordinate ``time`` is there in both cases (along ``step`` it equals the
+    step). Variables:
 
-    * ``test_loss``, ``train_loss`` (``(*swept, step)``): the curves, NaN for diverged points and past
+    * ``test_loss``, ``train_loss`` (``(*swept, axis)``): the curves, NaN for diverged points and past
       the end of a shorter run when ``training.steps`` is swept;
     * ``test_loss_sem``, ``train_loss_sem``: standard errors, where the run gives them;
     * ``status`` (``"ok"`` or ``"diverged"``), ``reason`` (the error message, or ``""``) and ``method``
-      (the result's method) per point.
+      (the result's method) per point;
+    * ``accuracy_status`` and ``accuracy_message``: each result's own ``status`` and ``message``
+      (0 / ``"ok"`` when its accuracy diagnostics passed; -1 / ``""`` where it diverged). Points with
+      status 1 are also reported by one :class:`dmft.AccuracyWarning` (cached points included).
 
     ``attrs`` hold the base configuration (``base_config``, JSON of model / data / training),
     ``run``, ``run_options`` and ``over`` (JSON), ``zip``, ``dmft_version``, and the counts
@@ -453,8 +470,9 @@ def sweep(
 
     Raises
     ------
-    ValueError, TypeError : an unknown dotted name, a Dataset name taken twice, or a value the
-        configuration rejects; the message names the parameter, and nothing has run yet.
+    ValueError, TypeError : an unknown dotted name, a Dataset name taken twice, a value the
+        configuration rejects, or flows without common ``save_at``; the message names the
+        parameter, and nothing has run yet.
     Any error of a point other than a divergence, with the point named in a note (points finished
     before it are in the cache).
 
@@ -476,6 +494,7 @@ def sweep(
     points = [_build_point(index, parameters, values, base) for index, values in grid]
     for point in points[:1] + [p for p in points[1:] if p.options != points[0].options]:
         _check_run(run, point.options, point)
+    axis, report_times = _curve_axis(points)
     label = _run_label(run)
     _check_client(client)
 
@@ -506,9 +525,8 @@ def sweep(
     elif todo:
         _run_local(run, points, todo, record, progress)
 
-    return _dataset(xr, parameters, zipped, shape, points, outcomes, {
-        "base_config": json.dumps({name: config_to_dict(base[name]) for name in ("model", "data", "training")},
-                                  default=_json_number),
+    return _dataset(xr, parameters, zipped, shape, points, outcomes, axis, report_times, {
+        "base_config": json.dumps(json_safe({name: config_to_dict(base[name]) for name in ("model", "data", "training")})),
         "run": label,
         "run_options": json.dumps(_plain(base["run"], "run_options")),
         "over": json.dumps({p.name: [_json_value(v) for v in p.values] for p in parameters}),
@@ -525,35 +543,72 @@ def _version() -> str:
     return __version__
 
 
-def _json_number(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {value!r} as JSON")
-
-
 def _json_value(value):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return config_to_dict(value)
     return _plain(value, "value")
 
 
-def _dataset(xr, parameters, zipped, shape, points, outcomes, attrs):
+def _curve_axis(points: list[_Point]) -> tuple[str, np.ndarray | None]:
+    """``(axis, report_times)``: the Dataset's curve axis (:func:`dmft.result.time_dimension`; the
+    training rule's type is the base configuration's at every point, as ``over`` changes fields,
+    not types) and, for continuous time, the common report times (``None``: taken from the first
+    result, and every other result must report at the same times). Raises before anything runs when
+    gradient flows have no common ``save_at``."""
+    axis = time_dimension(points[0].training)
+    if axis == "step":
+        return axis, None
+    if not all(hasattr(p.training, "save_at") for p in points):
+        return axis, None  # a continuous-time rule without save_at: the results must agree (checked later)
+    save_at = [p.training.save_at for p in points]
+    if any(times is None for times in save_at):
+        raise ValueError(
+            "a sweep over GradientFlow needs common report times: give the base GradientFlow `save_at` "
+            "(e.g. dmft.GradientFlow(time=1e4, save_at=np.geomspace(1, 1e4, 61))); with save_at=None "
+            "every point would report on its own adaptive grid"
+        )
+    if any(times != save_at[0] for times in save_at):
+        raise ValueError(
+            "a sweep over GradientFlow needs the same `save_at` at every point (the Dataset's `time` axis); "
+            "sweep training.save_at in separate sweeps"
+        )
+    return axis, np.asarray(save_at[0], dtype=float)
+
+
+def _dataset(xr, parameters, zipped, shape, points, outcomes, axis, report_times, attrs):
     """Gather the curves of every point into one Dataset (see :func:`sweep`, Returns)."""
-    lengths = [p.training.steps + 1 for p in points]
-    lengths += [len(o[2].test_loss) for o in outcomes if o[2] is not None]
-    steps = max(lengths)
-    curves = {name: np.full(shape + (steps,), np.nan) for name in ("test_loss", "train_loss")}
-    errors = {name: np.full(shape + (steps,), np.nan) for name in ("test_loss_sem", "train_loss_sem")}
+    if axis == "step":
+        lengths = [p.training.steps + 1 for p in points]
+        lengths += [len(o[2].test_loss) for o in outcomes if o[2] is not None]
+        times = np.arange(max(lengths), dtype=float)
+    else:
+        if report_times is None:
+            first = next((o[2] for o in outcomes if o[2] is not None), None)
+            report_times = np.asarray([0.0] if first is None else first.time, dtype=float)
+        times = report_times
+        for point, (_, _, result) in zip(points, outcomes):
+            if result is not None and not np.array_equal(result.time, times):
+                raise ValueError(
+                    f"sweep point {point.describe()}: the run reported at times {_abbreviate(result.time)}, "
+                    f"not at the sweep's common times {_abbreviate(times)}"
+                )
+    length = len(times)
+    curves = {name: np.full(shape + (length,), np.nan) for name in ("test_loss", "train_loss")}
+    errors = {name: np.full(shape + (length,), np.nan) for name in ("test_loss_sem", "train_loss_sem")}
     has_errors = {name: False for name in errors}
     status = np.full(shape, STATUS_OK, dtype=object)
     reason = np.full(shape, "", dtype=object)
     method = np.full(shape, "", dtype=object)
+    accuracy_status = np.full(shape, -1, dtype=np.int64)
+    accuracy_message = np.full(shape, "", dtype=object)
     for point, (point_status, point_reason, result) in zip(points, outcomes):
         status[point.index] = point_status
         reason[point.index] = point_reason
         if result is None:
             continue
         method[point.index] = result.method
+        accuracy_status[point.index] = result.status
+        accuracy_message[point.index] = result.message
         for name in curves:
             curve = np.asarray(getattr(result, name), dtype=float)
             curves[name][point.index + (slice(0, len(curve)),)] = curve
@@ -564,7 +619,10 @@ def _dataset(xr, parameters, zipped, shape, points, outcomes, attrs):
                 errors[name][point.index + (slice(0, len(value)),)] = np.asarray(value, dtype=float)
 
     dims = ("point",) if zipped else tuple(p.dimension for p in parameters)
-    coords: dict[str, Any] = {"step": np.arange(steps)}
+    if axis == "step":
+        coords: dict[str, Any] = {"step": np.arange(length), "time": ("step", times)}
+    else:
+        coords = {"time": times}
     if zipped:
         coords["point"] = np.arange(shape[0])
         for parameter in parameters:
@@ -573,17 +631,36 @@ def _dataset(xr, parameters, zipped, shape, points, outcomes, attrs):
         for parameter in parameters:
             coords[parameter.dimension] = _coordinate(parameter.values)
     variables = {
-        "test_loss": (dims + ("step",), curves["test_loss"],
+        "test_loss": (dims + (axis,), curves["test_loss"],
                       {"long_name": "test loss E(f - y)^2 (no factor 1/2)"}),
-        "train_loss": (dims + ("step",), curves["train_loss"],
+        "train_loss": (dims + (axis,), curves["train_loss"],
                        {"long_name": "train loss (1/P) sum (f - y)^2 (no factor 1/2)"}),
     }
     for name, present in has_errors.items():
         if present:
-            variables[name] = (dims + ("step",), errors[name], {"long_name": f"standard error of {name[:-4]}"})
-    for name, values in (("status", status), ("reason", reason), ("method", method)):
+            variables[name] = (dims + (axis,), errors[name], {"long_name": f"standard error of {name[:-4]}"})
+    for name, values in (("status", status), ("reason", reason), ("method", method),
+                         ("accuracy_message", accuracy_message)):
         variables[name] = (dims, values.astype(str))
+    variables["accuracy_status"] = (dims, accuracy_status, {
+        "long_name": "the result's own status: 0 every accuracy diagnostic passed, 1 one failed "
+                     "(accuracy_message says which), -1 no result (diverged)"})
+    warned = int(np.sum(accuracy_status > 0))
+    if warned:  # also for points read from the cache, whose solve warned when it ran
+        first = next(m for m, a in zip(accuracy_message.ravel(), accuracy_status.ravel()) if a > 0)
+        warnings.warn(f"{warned} of {accuracy_status.size} sweep points have accuracy warnings (status 1; "
+                      f"ds['accuracy_message'] says which), e.g.: {first}", AccuracyWarning, stacklevel=3)
     dataset = xr.Dataset(variables, coords=coords, attrs=attrs)
     for parameter in parameters:
         dataset[parameter.dimension].attrs["sweep_parameter"] = parameter.name
+    dataset["time"].attrs["long_name"] = (
+        "time = step count (discrete training)" if axis == "step" else "flow time (learning rate x steps as the rate -> 0)"
+    )
     return dataset
+
+
+def _abbreviate(times) -> str:
+    times = np.asarray(times)
+    if times.size <= 6:
+        return np.array2string(times, precision=6)
+    return f"[{times[0]:.6g} ... {times[-1]:.6g}] ({times.size} times)"

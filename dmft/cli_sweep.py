@@ -14,8 +14,8 @@ The configuration file (every table but ``[model]`` and ``[over]`` optional)::
     a = 1.5
     modes = 8                   # D = 32 input directions in 8 equal shares
 
-    [training]                  # type = "GradientDescent" (default) or "OnlineSGD"
-    learning_rate = 0.05
+    [training]                  # type = "GradientDescent" (default), "OnlineSGD" or "GradientFlow"
+    learning_rate = 0.05        # (GradientFlow: time = ..., save_at = [...], the common report times)
     steps = 50
 
     [over]                      # dotted name = list of values (dmft.sweep)
@@ -28,16 +28,21 @@ The configuration file (every table but ``[model]`` and ``[over]`` optional)::
     options = { dim = 32, seeds = 4 }
 
     [[figures]]                 # optional, any number; `file` relative to the --out folder
-    kind = "curves"             # test loss against step, one line per point
+    kind = "curves"             # test loss against step (flows: time), one line per point
     file = "curves.png"
     [[figures]]
-    kind = "final"              # loss at the last step against a swept parameter
+    kind = "final"              # loss at the last step (time) against a swept parameter
     x = "learning_rate"         # one line per value of the other swept parameters
     file = "final.png"
     logx = true
 
 Figure keys: ``variable`` (``"test_loss"`` or ``"train_loss"``, default test), ``logx`` (default
-false), ``logy`` (default true) and, for ``"final"``, ``step`` (default: each point's last step).
+false for steps, true for flow times), ``logy`` (default true) and, for ``"final"``, ``step`` (discrete
+training) or ``time`` (gradient flow: the nearest report time) at which to read the loss (default:
+each point's last finite entry).
+
+The netCDF file holds the Dataset of :func:`dmft.sweep`: curves along ``step`` (discrete training)
+or ``time`` (gradient flow), a ``time`` coordinate either way, the TOML text in ``config_file``.
 """
 
 from __future__ import annotations
@@ -50,14 +55,16 @@ from typing import Any
 
 import numpy as np
 
+from ._cli_common import run_command
+
 __all__ = ["add_sweep_command", "load_sweep_config", "SweepConfig", "plot_sweep_curves", "plot_sweep_final", "main"]
 
 _TABLES = ("model", "data", "training", "over", "run", "figures")
 _DEFAULT_TYPES = {"data": "GaussianData", "training": "GradientDescent"}
 _TYPES = {"model": ("Linear", "DeepLinear", "DiagonalLinear"), "data": ("GaussianData",),
-          "training": ("GradientDescent", "OnlineSGD")}
+          "training": ("GradientDescent", "OnlineSGD", "GradientFlow")}
 _FIGURE_KINDS = ("curves", "final")
-_FIGURE_KEYS = {"kind", "file", "variable", "logx", "logy", "x", "step"}
+_FIGURE_KEYS = {"kind", "file", "variable", "logx", "logy", "x", "step", "time"}
 
 
 @dataclass(frozen=True)
@@ -149,8 +156,8 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
     )
 
 
-def _check_figures(figures, dimensions: list[str]) -> None:
-    """Reject a figure request before anything is computed."""
+def _check_figures(figures, dimensions: list[str], axis: str = "step") -> None:
+    """Reject a figure request before anything is computed (``axis``: the sweep's curve axis)."""
     for number, spec in enumerate(figures, 1):
         where = f"[[figures]] #{number}"
         if not isinstance(spec, dict):
@@ -166,17 +173,29 @@ def _check_figures(figures, dimensions: list[str]) -> None:
             raise ValueError(f"{where}: variable must be test_loss or train_loss, got {spec['variable']!r}")
         if spec["kind"] == "final" and spec.get("x") not in dimensions:
             raise ValueError(f"{where}: x must be one of the swept parameters {dimensions}, got {spec.get('x')!r}")
+        other = "time" if axis == "step" else "step"
+        if other in spec:
+            kind = "discrete training" if axis == "step" else "gradient flow"
+            raise ValueError(f"{where}: this sweep's curves are by {axis} ({kind}): use {axis} = ..., not {other}")
+        if spec["kind"] == "curves" and axis in spec:
+            raise ValueError(f"{where}: {axis} applies to kind = \"final\" only")
 
 
 # --------------------------------------------------------------------------- figures
 
 
+def _axis(ds) -> str:
+    """The curve axis of a sweep Dataset: ``step`` (discrete training) or ``time`` (gradient flow)."""
+    return "step" if "step" in ds.dims else "time"
+
+
 def _point_labels(array, dims=None) -> list[tuple[dict, str]]:
-    """``(selection, label)`` for every combination of ``dims`` (default: all but ``step``) of a sweep
-    variable; a zipped sweep's ``point`` is labelled by the parameters that are coordinates along it."""
+    """``(selection, label)`` for every combination of ``dims`` (default: all but the curve axis) of
+    a sweep variable; a zipped sweep's ``point`` is labelled by the parameters that are coordinates
+    along it."""
     import itertools
 
-    dims = [d for d in array.dims if d != "step"] if dims is None else list(dims)
+    dims = [d for d in array.dims if d not in ("step", "time")] if dims is None else list(dims)
     out = []
     for index in itertools.product(*(range(array.sizes[d]) for d in dims)):
         selection = dict(zip(dims, index))
@@ -188,13 +207,19 @@ def _point_labels(array, dims=None) -> list[tuple[dict, str]]:
     return out
 
 
-def plot_sweep_curves(ds, ax=None, *, variable: str = "test_loss", logx: bool = False, logy: bool = True):
-    """One curve of ``ds[variable]`` against step for every point of a sweep Dataset; returns the axes."""
+def plot_sweep_curves(ds, ax=None, *, variable: str = "test_loss", logx: bool | None = None, logy: bool = True):
+    """One curve of ``ds[variable]`` against ``time`` (the step for discrete training) for every point
+    of a sweep Dataset; ``logx`` defaults to on for gradient flows (times ``<= 0`` left out), off for
+    steps. Returns the axes."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.8))
+    axis = _axis(ds)
+    logx = axis == "time" if logx is None else logx
     array = ds[variable]
+    times = ds["time"].values
+    shown = times > 0 if (logx and axis == "time") else np.ones(times.shape, dtype=bool)
     diverged = 0
     labelled = _point_labels(array)
     for selection, label in labelled:
@@ -202,11 +227,11 @@ def plot_sweep_curves(ds, ax=None, *, variable: str = "test_loss", logx: bool = 
         if not np.any(np.isfinite(curve.values)):
             diverged += 1
             continue
-        ax.plot(ds["step"].values, curve.values, lw=1.3, label=label or variable)
-    ax.set_xlabel("step")
+        ax.plot(times[shown], curve.values[shown], lw=1.3, label=label or variable)
+    ax.set_xlabel("step" if axis == "step" else "time")
     ax.set_ylabel(variable.replace("_", " "))
     if logx:
-        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xscale("log" if axis == "time" else "symlog", **({} if axis == "time" else {"linthresh": 1.0}))
     if logy:
         ax.set_yscale("log")
     if len(labelled) - diverged <= 12:
@@ -216,27 +241,34 @@ def plot_sweep_curves(ds, ax=None, *, variable: str = "test_loss", logx: bool = 
     return ax
 
 
-def _final(array, step: int | None):
-    """Each point's value at ``step``, or at its last finite step when ``step`` is None."""
-    if step is not None:
-        return array.sel(step=step)
+def _final(array, at: float | None = None):
+    """Each point's value at ``at`` (a step, or for flows the nearest report time), or at its last
+    finite entry when ``at`` is None."""
+    axis = "step" if "step" in array.dims else "time"
+    if at is not None:
+        return array.sel({axis: at}, method=None if axis == "step" else "nearest")
     values = array.values
     finite = np.isfinite(values)
     last = values.shape[-1] - 1 - np.argmax(finite[..., ::-1], axis=-1)
     picked = np.take_along_axis(values, last[..., None], axis=-1)[..., 0]
     picked = np.where(finite.any(axis=-1), picked, np.nan)
-    return array.isel(step=0, drop=True).copy(data=picked)
+    return array.isel({axis: 0}, drop=True).drop_vars("time", errors="ignore").copy(data=picked)
 
 
 def plot_sweep_final(ds, x: str, ax=None, *, variable: str = "test_loss", step: int | None = None,
-                     logx: bool = False, logy: bool = True):
-    """``ds[variable]`` at the last step (or ``step``) against the swept parameter ``x``, one line per
-    value of the other swept parameters; diverged points are gaps. Returns the axes."""
+                     time: float | None = None, logx: bool = False, logy: bool = True):
+    """``ds[variable]`` at the last step (or ``step``; for flows at ``time``, the nearest report time)
+    against the swept parameter ``x``, one line per value of the other swept parameters; diverged
+    points are gaps. Returns the axes."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.8))
-    final = _final(ds[variable], step)
+    axis = _axis(ds)
+    if (step if axis == "time" else time) is not None:
+        raise ValueError(f"this sweep's curves are by {axis}: give {axis}=, not {'step' if axis == 'time' else 'time'}=")
+    at = step if axis == "step" else time
+    final = _final(ds[variable], at)
     if x not in final.dims:  # a zipped sweep: x is a coordinate along `point`
         order = np.argsort(final[x].values, kind="stable")
         ax.plot(final[x].values[order], final.values[order], "o-", lw=1.3)
@@ -247,7 +279,8 @@ def plot_sweep_final(ds, x: str, ax=None, *, variable: str = "test_loss", step: 
         if others and np.prod([final.sizes[d] for d in others]) <= 12:
             ax.legend(fontsize=6)
     ax.set_xlabel(x)
-    ax.set_ylabel(variable.replace("_", " ") + (" at the last step" if step is None else f" at step {step}"))
+    where = f" at the last {axis}" if at is None else f" at {axis} {float(final['time']) if 'time' in final.coords else at:g}"
+    ax.set_ylabel(variable.replace("_", " ") + where)
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -265,12 +298,12 @@ def write_figures(ds, figures, folder: Path) -> list[Path]:
     written = []
     for spec in figures:
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        options = {"variable": spec.get("variable", "test_loss"), "logx": bool(spec.get("logx", False)),
-                   "logy": bool(spec.get("logy", True))}
+        options = {"variable": spec.get("variable", "test_loss"), "logy": bool(spec.get("logy", True))}
         if spec["kind"] == "curves":
-            plot_sweep_curves(ds, ax, **options)
+            plot_sweep_curves(ds, ax, logx=spec.get("logx"), **options)
         else:
-            plot_sweep_final(ds, spec["x"], ax, step=spec.get("step"), **options)
+            plot_sweep_final(ds, spec["x"], ax, step=spec.get("step"), time=spec.get("time"),
+                             logx=bool(spec.get("logx", False)), **options)
         fig.tight_layout()
         path = folder / spec["file"]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,7 +327,10 @@ def _command_sweep(args) -> int:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     base = {"model": config.model, "data": config.data, "training": config.training, "run": config.options}
     dimensions = [p.dimension for p in _parse_parameters(config.over, base)]
-    _check_figures(config.figures, dimensions)
+    from .result import time_dimension
+
+    _check_figures(config.figures, dimensions, time_dimension(config.training))
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the sweep runs, not after
 
     common = dict(over=config.over, zip=config.zip, run=config.kind, run_options=config.options,
                   cache=args.cache, use_cache=not args.no_cache, progress=not args.quiet)
@@ -312,12 +348,13 @@ def _command_sweep(args) -> int:
         ds = sweep(config.model, config.data, config.training, client=args.scheduler, **common)
     ds.attrs["config_file"] = config.text
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(out)
     status = ds["status"].values.ravel()
     diverged = int(np.sum(status != "ok"))
+    warned = int(np.sum(ds["accuracy_status"].values > 0))
     print(f"{status.size} points ({ds.attrs['points_computed']} computed, {ds.attrs['points_cached']} "
-          f"from the cache), {diverged} diverged")
+          f"from the cache), {diverged} diverged" + (f", {warned} with accuracy warnings (accuracy_message)"
+                                                     if warned else ""))
     print(f"wrote {out}")
     for path in write_figures(ds, config.figures, out.parent):
         print(f"wrote {path}")
@@ -334,7 +371,7 @@ def add_sweep_command(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", type=Path, help="the TOML configuration ([model], [over], ...)")
-    parser.add_argument("--out", type=Path, default=None, help="netCDF file to write (default: CONFIG with .nc)")
+    parser.add_argument("--out", type=Path, default=None, help="netCDF file to write (default: CONFIG with .nc; its folder is created before the sweep runs)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="a running Dask scheduler: its address (tcp://10.0.0.1:8786) or its "
                              "scheduler file (scheduler.json)")
@@ -350,9 +387,10 @@ def add_sweep_command(subparsers) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m dmft.cli_sweep CONFIG ...``: the sweep command on its own (same as ``dmft sweep``)."""
-    from .cli import main as dmft_main
-
-    return dmft_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog="dmft")
+    add_sweep_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,7 +49,8 @@ class DeepLinear:
     parameterization : ``"mup"`` keeps ``gamma0`` fixed as the width grows; ``"ntk"`` uses
         ``gamma0 / sqrt(width_ratio)`` (see :attr:`richness`).
     residual : residual branches (section 2.2).
-    branch_scale : ``beta0`` of the residual branches (ignored unless ``residual``).
+    branch_scale : ``beta0`` of the residual branches; a value other than the default 1 without
+        ``residual=True`` is an error (it would have no effect).
     """
 
     depth: int | float = 1
@@ -83,6 +84,11 @@ class DeepLinear:
         if not isinstance(self.residual, bool):
             raise TypeError(f"`residual` must be a bool, got {self.residual!r}")
         object.__setattr__(self, "branch_scale", positive("branch_scale", self.branch_scale))
+        if not self.residual and self.branch_scale != 1.0:
+            raise ValueError(
+                f"`branch_scale` scales the residual branches: it needs residual=True, got "
+                f"branch_scale={self.branch_scale} with residual=False"
+            )
 
     @property
     def richness(self) -> float:

@@ -446,39 +446,7 @@ def test_large_batch_online_sgd_and_large_data_full_batch_meet():
 # Against finite-size simulation
 # ------------------------------------------------------------------------------------------------
 
-SIMULATION_CASES = {
-    # depth 1, alpha < 1 with label noise: the test loss falls, then rises (overfitting)
-    "depth1-gd-overfit": (
-        dmft.DeepLinear(depth=1, width_ratio=2.0),
-        dmft.GaussianData(alpha=0.8, noise=0.5),
-        dmft.GradientDescent(learning_rate=0.1, steps=25),
-    ),
-    "depth2-gd-alpha-half": (
-        dmft.DeepLinear(depth=2, gamma0=1.5),
-        dmft.GaussianData(alpha=0.5, noise=0.3),
-        dmft.GradientDescent(learning_rate=0.05, steps=25),
-    ),
-    "depth3-gd-ntk": (
-        dmft.DeepLinear(depth=3, width_ratio=0.7, parameterization="ntk"),
-        dmft.GaussianData(alpha=1.5, noise=0.2),
-        dmft.GradientDescent(learning_rate=0.05, steps=25),
-    ),
-    "depth2-online-noise": (
-        dmft.DeepLinear(depth=2, width_ratio=1.0, gamma0=0.8),
-        dmft.GaussianData(alpha=None, noise=0.2),
-        dmft.OnlineSGD(learning_rate=0.1, steps=25, batch_ratio=1.0),
-    ),
-    "depth3-online-ntk-narrow": (
-        dmft.DeepLinear(depth=3, width_ratio=0.5, parameterization="ntk", gamma0=1.5),
-        dmft.GaussianData(alpha=None, noise=0.0),
-        dmft.OnlineSGD(learning_rate=0.05, steps=25, batch_ratio=0.5),
-    ),
-    "depth2-gd-spectrum": (
-        dmft.DeepLinear(depth=2),
-        dmft.GaussianData(alpha=1.5, noise=0.1, spectrum=dmft.Spectrum([2.5, 1.0, 0.35, 0.15], [0.2, 0.5, 1.5, 2.0])),
-        dmft.GradientDescent(learning_rate=0.1, steps=25),
-    ),
-}
+from tolerances import SIMULATION_CASES  # noqa: E402  (shared with tests/test_finite_size_fits.py)
 
 
 def _curve_averaged_gap(theory: np.ndarray, per_seed: np.ndarray) -> tuple[float, float]:

@@ -9,6 +9,7 @@ the same function on the same configuration, so its curves must be the same bits
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from dataclasses import replace
@@ -24,6 +25,7 @@ from dmft._serialize import config_from_dict
 from dmft.cli_sweep import _final, load_sweep_config, main as sweep_main
 from dmft.errors import UnsupportedError
 from dmft._sweep import sweep
+from dmft.result import Result
 
 MODEL = dmft.DeepLinear(depth=2, width_ratio=1.0)
 DATA = dmft.GaussianData(alpha=2.0)
@@ -505,14 +507,21 @@ def test_configuration_file_none_and_online_sgd(tmp_path):
 
 
 def test_the_sweep_command_is_part_of_dmft_cli():
-    """``dmft sweep`` is wired into the package's command line (dmft/cli.py)."""
+    """``dmft sweep`` is wired into the package's command line (dmft/cli.py), and dmft/cli_sweep.py
+    does not import dmft/cli.py (one direction only: what both need is in dmft/_cli_common.py)."""
+    import ast
+    from pathlib import Path
+
     from dmft import cli
 
     parser = cli.make_parser()
-    if "sweep" not in parser._subparsers._group_actions[0].choices:
-        pytest.skip("dmft/cli.py does not register the sweep command yet")
+    assert "sweep" in parser._subparsers._group_actions[0].choices
     args = parser.parse_args(["sweep", "c.toml", "--workers", "2"])
     assert args.workers == 2 and args.run.__module__ == "dmft.cli_sweep"
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "dmft" / "cli_sweep.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not imported & {"cli", "dmft.cli"}, imported
 
 
 @pytest.mark.slow
@@ -567,3 +576,152 @@ def test_the_documented_configuration_file_runs(tmp_path, capsys):
     assert sweep_main([str(config), "--out", str(tmp_path / "example.nc"), "--no-cache", "--quiet"]) == 0
     assert "6 points (6 computed, 0 from the cache), 0 diverged" in capsys.readouterr().out
     assert (tmp_path / "final.png").exists() and (tmp_path / "curves.png").exists()
+
+
+# --------------------------------------------------------------------------- time: steps and flows
+
+SAVE_AT = (0.0, 0.25, 1.0, 4.0)
+FLOW = dmft.GradientFlow(time=4.0, save_at=SAVE_AT)
+
+
+def exact_population_flow(model, data, training):
+    """The independent answer for a flow: population gradient flow of depth 0 (THEORY.md section 3
+    with ``alpha -> infinity``): ``d beta / dt = beta* - beta``, so the excess test loss of an
+    isotropic teacher of variance 1 is ``exp(-2 t)``, and the train loss equals the test loss."""
+    t = np.asarray(training.save_at)
+    loss = np.exp(-2 * t) + data.noise**2
+    return Result(model, data, training, test_loss=loss, train_loss=loss.copy(), time=t, method="exact")
+
+
+def off_grid_flow(model, data, training):
+    t = np.asarray(training.save_at) * (1.5 if data.noise > 0 else 1.0)
+    return Result(model, data, training, test_loss=np.exp(-2 * t), train_loss=np.exp(-2 * t), time=t)
+
+
+def test_a_flow_sweep_has_time_as_its_axis_and_the_closed_form_values(tmp_path):
+    data = dmft.GaussianData(alpha=None)
+    ds = sweep(dmft.Linear(), data, FLOW, over={"data.noise": [0.0, 0.5]}, run=exact_population_flow,
+               cache=tmp_path, progress=False)
+    assert ds["test_loss"].dims == ("noise", "time")
+    np.testing.assert_array_equal(ds["time"], SAVE_AT)
+    for noise in (0.0, 0.5):
+        np.testing.assert_allclose(ds["test_loss"].sel(noise=noise), np.exp(-2 * np.array(SAVE_AT)) + noise**2,
+                                   rtol=1e-15)
+    assert float(ds["test_loss"].sel(noise=0.5, time=1.0)) == pytest.approx(math.exp(-2) + 0.25, rel=1e-15)
+    # cached: the same Dataset, time included, from the files
+    again = sweep(dmft.Linear(), data, FLOW, over={"data.noise": [0.0, 0.5]}, run=exact_population_flow,
+                  cache=tmp_path, progress=False)
+    assert again.attrs["points_cached"] == 2
+    xr.testing.assert_equal(again, ds)  # values and coordinates (time included); attrs count the cache hits
+    # a one-point sweep has the layout of Result.to_xarray
+    single = exact_population_flow(dmft.Linear(), data, FLOW)
+    xr.testing.assert_equal(sweep(dmft.Linear(), data, FLOW, run=exact_population_flow, use_cache=False,
+                                  progress=False)[["test_loss", "train_loss"]], single.to_xarray()[["test_loss", "train_loss"]])
+
+
+def test_flow_sweep_figures_use_the_flow_time(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from dmft.cli_sweep import plot_sweep_curves, plot_sweep_final
+
+    ds = sweep(dmft.Linear(), dmft.GaussianData(alpha=None), FLOW, over={"data.noise": [0.0, 0.5]},
+               run=exact_population_flow, use_cache=False, progress=False)
+    ax = plot_sweep_curves(ds)
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "time"
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), SAVE_AT[1:])  # t = 0 has no place on a log axis
+    ax = plot_sweep_final(ds, "noise", time=0.9, logy=False)  # the nearest report time, 1.0
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [math.exp(-2), math.exp(-2) + 0.25], rtol=1e-15)
+    assert ax.get_ylabel() == "test loss at time 1"
+    with pytest.raises(ValueError, match="give time="):
+        plot_sweep_final(ds, "noise", step=3)
+    plt.close("all")
+
+
+def test_a_discrete_sweep_keeps_step_and_gains_a_time_coordinate(tmp_path):
+    ds = sweep(MODEL, DATA, TRAINING, over={"model.width_ratio": [0.5, 2.0]}, run="simulate",
+               run_options=SIMULATE, cache=tmp_path, progress=False)
+    assert ds["test_loss"].dims == ("width_ratio", "step")
+    assert ds["time"].dims == ("step",)
+    np.testing.assert_array_equal(ds["time"], np.arange(TRAINING.steps + 1, dtype=float))
+
+
+@pytest.mark.parametrize(
+    "training,over,message",
+    [
+        (dmft.GradientFlow(time=4.0), {"data.noise": [0.0, 0.1]}, "needs common report times: give the base GradientFlow `save_at`"),
+        (FLOW, {"training.save_at": [SAVE_AT, (0.0, 2.0)]}, "the same `save_at` at every point"),
+        (FLOW, {"training.time": [4.0, 8.0]}, "Dataset name 'time' is taken.*the longest time"),
+    ],
+)
+def test_flow_sweeps_without_common_times_are_refused_before_anything_runs(training, over, message, tmp_path):
+    calls = []
+
+    def never(*args, **kwargs):  # pragma: no cover - must not run
+        calls.append(args)
+
+    with pytest.raises(ValueError, match=message):
+        sweep(dmft.Linear(), dmft.GaussianData(alpha=None), training, over=over, run=never, cache=tmp_path,
+              progress=False)
+    assert not calls and not any(tmp_path.iterdir())
+
+
+def test_a_run_reporting_at_other_times_is_an_error_naming_the_point(tmp_path):
+    with pytest.raises(ValueError, match=r"sweep point data.noise=0.5: the run reported at times"):
+        sweep(dmft.Linear(), dmft.GaussianData(alpha=None), FLOW, over={"data.noise": [0.0, 0.5]},
+              run=off_grid_flow, use_cache=False, progress=False)
+
+
+def test_cache_key_includes_schedules_and_flow_settings():
+    rates = dmft.schedules.warmup_cosine(0.1, 12, warmup=3)
+    nudged = rates.copy()
+    nudged[7] = np.nextafter(nudged[7], 1.0)  # one rate, one ulp
+    keys = {
+        _cache.cache_key("solve", MODEL, DATA, dmft.GradientDescent(rates, 12)),
+        _cache.cache_key("solve", MODEL, DATA, dmft.GradientDescent(nudged, 12)),
+        _cache.cache_key("solve", MODEL, DATA, dmft.GradientDescent(0.1, 12)),
+        _cache.cache_key("solve", MODEL, DATA, FLOW),
+        _cache.cache_key("solve", MODEL, DATA, FLOW.replace(rtol=1e-6)),
+        _cache.cache_key("solve", MODEL, DATA, FLOW.replace(save_at=(0.0, 4.0))),
+        _cache.cache_key("solve", MODEL, DATA, FLOW.replace(save_at=None)),
+        _cache.cache_key("solve", MODEL, DATA, FLOW.replace(time=5.0)),
+    }
+    assert len(keys) == 8
+    assert _cache.cache_key("solve", MODEL, DATA, dmft.GradientDescent(list(rates), 12)) == \
+        _cache.cache_key("solve", MODEL, DATA, dmft.GradientDescent(tuple(rates), 12))
+
+
+def warned_simulate(model, data, training, **options):
+    """A run whose result carries an accuracy warning (status 1) at one width."""
+    result = finite_size.simulate(model, data, training, **options)
+    if model.width_ratio > 1:
+        return replace(result, status=1, message="test diagnostic = 2 exceeds 1; do something")
+    return result
+
+
+def test_accuracy_status_of_each_result_is_kept_and_warned_about_also_from_the_cache(tmp_path):
+    over = {"model.width_ratio": [0.5, 2.0]}
+    for _ in range(2):  # computed, then read from the cache: the warning is not lost either way
+        with pytest.warns(dmft.AccuracyWarning, match="1 of 2 sweep points have accuracy warnings"):
+            ds = sweep(MODEL, DATA, TRAINING, over=over, run=warned_simulate, run_options=SIMULATE,
+                       cache=tmp_path, progress=False)
+        np.testing.assert_array_equal(ds["accuracy_status"], [0, 1])
+        assert str(ds["accuracy_message"].sel(width_ratio=2.0).values).startswith("test diagnostic")
+        assert str(ds["status"].sel(width_ratio=2.0).values) == "ok"
+    assert ds.attrs["points_cached"] == 2
+
+
+def test_the_shipped_example_runs_as_the_readme_says(tmp_path, capsys):
+    """``dmft sweep examples/sweep.toml --out ...`` (README, Command line and Sweeps): 9 DMFT points,
+    each equal to the direct solve of its configuration, and its two figures."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "sweep.toml"
+    out = tmp_path / "results" / "widths.nc"
+    assert sweep_main([str(example), "--out", str(out), "--no-cache", "--quiet"]) == 0
+    assert "9 points (9 computed, 0 from the cache), 0 diverged" in capsys.readouterr().out
+    parsed = load_sweep_config(example)
+    with xr.open_dataset(out) as written:
+        expected = dmft.solve(parsed.model.replace(width_ratio=2.0), parsed.data,
+                              parsed.training.replace(learning_rate=0.1))
+        np.testing.assert_array_equal(written["test_loss"].sel(width_ratio=2.0, learning_rate=0.1), expected.test_loss)
+    assert (out.parent / "widths-curves.png").exists() and (out.parent / "widths-final.png").exists()

@@ -149,7 +149,7 @@ def width_depth_scaling(
     client=None,
     cache=None,
     use_cache: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ):
     """Test loss against width and depth (fixed steps and fixed compute), split into its parts (DMFT).
 
@@ -169,7 +169,7 @@ def width_depth_scaling(
         step of the widest network) to ``min(widths) * T`` (all steps of the narrowest), the range
         where every width is in range.
     figure : build the figure (else ``None`` in its place).
-    client, cache, use_cache, progress : passed to :func:`dmft.sweep`.
+    client, cache, use_cache, progress : passed to :func:`dmft.sweep` (a progress bar by default).
 
     Returns
     -------

@@ -175,7 +175,7 @@ def learning_rate_transfer(
     client=None,
     cache=None,
     use_cache: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ):
     """Optimal learning rate against width in muP and NTK, and whether wider is better (DMFT).
 
@@ -195,7 +195,7 @@ def learning_rate_transfer(
         learning rates and parameterizations at that width with ``finite_size.simulate`` (one more
         sweep, cached like the DMFT points); ``N = nu D`` must be a whole number.
     figure : build the matplotlib figure (else ``None`` is returned in its place).
-    client, cache, use_cache, progress : passed to :func:`dmft.sweep`.
+    client, cache, use_cache, progress : passed to :func:`dmft.sweep` (a progress bar by default).
 
     Returns
     -------
