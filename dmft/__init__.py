@@ -6,6 +6,7 @@ curves (dynamical mean-field theory, or a closed form where one exists);
 """
 
 from . import saxe, schedules
+from .boltzmann import DataCovariance, Langevin, SphericalBoltzmann, SpikedTeacher
 from ._implicit_bias import implicit_bias, minimum_q_interpolator
 from .data import GaussianData, PowerLaw, SparseTeacher, Spectrum
 from .errors import DivergenceError, UnsupportedError
@@ -38,4 +39,8 @@ __all__ = [
     "saxe",
     "solve",
     "sweep",
+    "SphericalBoltzmann",
+    "DataCovariance",
+    "SpikedTeacher",
+    "Langevin",
 ]
