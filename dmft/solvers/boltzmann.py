@@ -1,0 +1,241 @@
+"""Large-N Langevin training of spherical Boltzmann machines (docs/spherical.md, "Dynamics";
+THEORY.md section 5).
+
+Finite chain speed ``nu``: the two-time (MSR / dynamical mean-field) equations for the data
+overlaps ``s_a(t) = x(t).e_a / sqrt(N)``, the chain's correlation ``Q(t,t') = x(t).x(t')/N``, its
+response ``R(t,t')`` and its spherical multiplier ``kappa(t)``. With ``theta(t) = (1 - e^{-gamma t/2})
+/ gamma`` (the data part of ``W(t)`` is ``theta(t) C``) and ``J^2 = 1/(gamma eta)``::
+
+    M(t,u) = e^{-gamma (t-u)/2} [-(K nu/2) Q(t,u) + nu^2 J^2 R(t,u)]
+    D(t,u) = (2 nu / beta) delta(t-u) + nu^2 J^2 e^{-gamma |t-u|/2} Q(t,u)
+    ds_a/dt     = [nu c_a theta - kappa] s_a + int_0^t M(t,u) s_a(u) du
+    d_t R(t,t') = -kappa R(t,t') + int_{t'}^t M(t,u) R(u,t') du,                         R(t,t) = 1
+    d_t Q(t,t') = -kappa Q(t,t') + nu theta sum_a c_a s_a(t) s_a(t') + int_0^t M(t,u) Q(u,t') du
+                  + int_0^{t'} D(t,u) R(t',u) du,                                          Q(t,t) = 1
+    kappa(t)    = nu theta sum_a c_a s_a^2 + nu/beta + int_0^t [M(t,u) Q(t,u) + D_reg(t,u) R(t,u)] du
+
+(derived in docs/spherical.md: ``W(t) = B(t) + theta(t) C - (K/2N) int e^{-gamma(t-u)/2} x(u) x(u)^T du``
+with ``B`` a stationary GOE Ornstein-Uhlenbeck process; the ``x x^T`` memory gives the ``Q`` part of
+``M``, the cavity reaction of ``B`` its ``R`` part and the coloured noise ``D``; ``kappa`` keeps
+``Q(t,t) = 1``). ``eta = inf`` (MAP) is ``J = 0``.
+
+Numerical method (:mod:`dmft.solvers._boltzmann_kernels`): exponential Heun steps (second order)
+with trapezoidal memory sums over a window ``t - u <= L``, ``L = (2/gamma) ln(A / epsilon)``
+(the memory decays like ``e^{-gamma(t-u)/2}``; ``epsilon = rtol / 100``), so memory is
+``O((L/h)^2)`` and time ``O(T L^2 / h^3)``; three grids ``h, 2h, 4h`` and Richardson extrapolation
+(observed order about 3.4 after one extrapolation, 2 before), whose difference is the error
+estimate; the step is lowered and the solve repeated until the estimate meets ``rtol``.
+
+``nu = inf`` (an equilibrium negative phase) is the limit in which the chain relaxes
+instantaneously: :mod:`dmft.solvers._boltzmann_equilibrium_chain`.
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+
+import numpy as np
+
+from ..boltzmann import DataCovariance, DynamicsDivergenceError, Langevin, SphericalBoltzmann, SpikedTeacher
+from ..result import Result, diagnose
+from . import register
+from ._boltzmann_kernels import integrate_numba, integrate_numpy
+
+__all__ = ["solve_langevin", "DEFAULT_REPORTS"]
+
+# at most this many report times when ``save_at`` is None (the solver's grid, thinned)
+DEFAULT_REPORTS = 201
+# Richardson extrapolation of the h- and 2h-grids is about third order (measured 3.3-3.5 in
+# tests/test_boltzmann_dynamics.py): its error is estimated as |y1(h) - y1(2h)| / (2^3 - 1).
+EXTRAPOLATED_ORDER = 3
+MAX_REFINEMENTS = 3
+
+
+def _is_equilibrium(model, data, training) -> bool:
+    return isinstance(training, Langevin) and training.chain_speed == math.inf
+
+
+@register(SphericalBoltzmann, trainings=(Langevin,))
+def solve_langevin(
+    model: SphericalBoltzmann,
+    data: DataCovariance | SpikedTeacher,
+    training: Langevin,
+    *,
+    step: float | None = None,
+    backend: str = "numba",
+    progress: bool = False,
+) -> Result:
+    """The ``N -> infinity`` Langevin training of a spherical Boltzmann machine.
+
+    Parameters
+    ----------
+    model, data, training : :class:`dmft.SphericalBoltzmann`, :class:`dmft.DataCovariance` (or
+        :class:`dmft.SpikedTeacher`, replaced by its typical spectrum), :class:`dmft.Langevin`.
+    step : the finest time step ``h`` to start from (default: from ``training.rtol`` and the
+        chain's rates); it is lowered until the error estimate meets ``training.rtol``.
+    backend : ``"numba"`` (compiled kernel) or ``"numpy"`` (the reference implementation;
+        ``O(n^2)`` memory, for tests).
+    progress : print nothing; accepted for symmetry with the simulator (the solve is fast).
+
+    Returns
+    -------
+    dmft.Result with ``time`` the report times (``training.save_at``, or up to 201 points of the
+    solver's grid), ``arrays``: ``s`` ``(K, times)``, ``Q``, ``R`` ``(times, times)`` (row = later
+    time), ``multiplier`` ``kappa / nu``, and the learning curves of docs/spherical.md;
+    ``info``: ``step``, ``window``, ``grid_points``, ``error_estimate`` (of the returned values,
+    absolute on ``s, Q, R`` and relative on ``kappa``), ``refinements``, ``wall_time_s``.
+
+    Raises
+    ------
+    dmft.boltzmann.DynamicsDivergenceError : the equations blew up numerically (names the time).
+    """
+    if backend not in ("numba", "numpy"):
+        raise ValueError(f"`backend` must be 'numba' or 'numpy' for this solver, got {backend!r}")
+    started = _time.perf_counter()
+    spectrum = np.asarray(data.resolve().eigenvalues)
+    if _is_equilibrium(model, data, training):
+        from ._boltzmann_equilibrium_chain import solve_equilibrium_chain
+
+        return solve_equilibrium_chain(model, data, training, step=step, started=started)
+    problem = _Problem(model, data, training, spectrum)
+    h = problem.initial_step() if step is None else float(step)
+    if not (h > 0 and math.isfinite(h)):
+        raise ValueError(f"`step` must be positive and finite, got {step}")
+    integrate = integrate_numba if backend == "numba" else integrate_numpy
+    for refinement in range(MAX_REFINEMENTS + 1):
+        levels = problem.integrate(h, integrate)
+        values, error = _richardson(levels, problem)
+        if error <= training.rtol or refinement == MAX_REFINEMENTS:
+            break
+        h *= 0.9 * (training.rtol / error) ** (1 / EXTRAPOLATED_ORDER)
+    times = levels[0]["times"]
+    status, message = diagnose(
+        [
+            (
+                "error estimate",
+                error,
+                training.rtol,
+                "the step could not be made fine enough in "
+                f"{MAX_REFINEMENTS} refinements; pass a smaller `step`",
+            )
+        ]
+    )
+    arrays = {
+        "s": values["s"].T,
+        "Q": values["Q"],
+        "R": values["R"],
+        "multiplier": values["kappa"] / problem.nu,
+    }
+    return Result(
+        model=model,
+        data=data,
+        training=training,
+        test_loss=np.full(times.size, np.nan),
+        train_loss=np.full(times.size, np.nan),
+        method="dmft",
+        arrays=arrays,
+        time=times,
+        status=status,
+        message=message,
+        info={
+            "step": h,
+            "window": problem.window,
+            "grid_points": int(levels[0]["grid_points"]),
+            "error_estimate": float(error),
+            "refinements": refinement,
+            "backend": backend,
+            "wall_time_s": _time.perf_counter() - started,
+        },
+    )
+
+
+class _Problem:
+    """Parameters of one solve, the grid design and one integration on a grid."""
+
+    def __init__(self, model, data, training, spectrum):
+        self.c = spectrum
+        self.K = spectrum.size
+        self.s0 = training.start(data)
+        self.beta = model.inverse_temperature
+        self.gamma = training.prior_precision
+        self.nu = training.chain_speed
+        self.J2 = training.noise_variance
+        self.T = training.time
+        self.rtol = training.rtol
+        self.save_at = training.save_at
+        # memory window: the kernels are bounded by A e^{-gamma (t-u)/2}, A = K nu/2 + nu^2 J^2;
+        # what lies beyond L integrates to at most (2A/gamma) e^{-gamma L/2} = epsilon
+        epsilon = self.rtol / 100
+        A = self.K * self.nu / 2 + self.nu**2 * self.J2
+        self.window = min(self.T, max(2 / self.gamma * math.log(max(2 * A / self.gamma, 1.0) / epsilon), 0.0))
+
+    def initial_step(self) -> float:
+        """``h`` such that ``(h r)^3.4 ~ rtol`` with ``r`` the chain's fastest rate,
+        ``nu (1/beta + 2J + theta c_1 + K)`` (calibrated on the cases of the tests)."""
+        rate = self.nu * (1 / self.beta + 2 * math.sqrt(self.J2) + self.c[0] / self.gamma + self.K) + self.gamma
+        return min(0.35 * (self.rtol / 1e-4) ** (1 / 3.4) / rate * 2, self.T / 8)
+
+    def grid(self, h: float):
+        """Grid times (piecewise uniform between report knots, each interval a multiple of 4 steps
+        so that every fourth point forms the coarser grids) and the report indices."""
+        if self.save_at is not None:
+            knots = np.unique(np.concatenate([[0.0], self.save_at, [self.T]]))
+        else:
+            knots = np.array([0.0, self.T])
+        pieces = [np.zeros(1)]
+        knot_index = [0]
+        for left, right in zip(knots[:-1], knots[1:]):
+            count = 4 * max(1, math.ceil((right - left) / (4 * h) - 1e-9))
+            pieces.append(left + (right - left) * np.arange(1, count + 1) / count)
+            knot_index.append(knot_index[-1] + count)
+        t = np.concatenate(pieces)
+        if self.save_at is not None:
+            report = np.asarray([knot_index[int(np.searchsorted(knots, v))] for v in self.save_at])
+        else:
+            every = max(1, math.ceil((t.size - 1) / (DEFAULT_REPORTS - 1)))
+            every = 4 * math.ceil(every / 4)  # report points on all three grids
+            report = np.arange(0, t.size, every)
+            if report[-1] != t.size - 1:
+                report = np.append(report, t.size - 1)
+        return t, report
+
+    def integrate(self, h: float, integrate) -> list[dict]:
+        """Integrations on the grid of :meth:`grid` at ``h`` and on its every second and every
+        fourth point (the grids ``h``, ``2h``, ``4h`` of the Richardson extrapolation)."""
+        t, report = self.grid(h)
+        return [self._integrate_on(t[:: 2**k], report // 2**k, integrate) for k in range(3)]
+
+    def _integrate_on(self, t, report, integrate) -> dict:
+        first = np.searchsorted(t, t - self.window - 1e-12 * max(1.0, self.T))
+        band = np.arange(t.size) - first
+        theta = -np.expm1(-self.gamma * t / 2) / self.gamma
+        s, kappa, Q, R, status, failed_at = integrate(
+            t, band.astype(np.int64), int(band.max()), report.astype(np.int64), self.c, self.s0, theta,
+            self.nu, self.beta, self.gamma, self.J2,
+        )
+        if status != 0:
+            raise DynamicsDivergenceError("the two-time equations", t[failed_at], "rtol", self.rtol)
+        s = s[report]
+        # beyond the memory window the bulk has decorrelated (its correlations carry the same
+        # e^{-gamma lag/2} that sets the window): Q = sum_a s_a(t) s_a(t'), R = 0 there
+        far = np.isnan(Q)
+        Q[far] = (s @ s.T)[far]
+        R[np.isnan(R)] = 0.0
+        return {"times": t[report], "s": s, "kappa": kappa[report], "Q": Q, "R": R, "grid_points": t.size}
+
+
+def _richardson(levels, problem):
+    """Extrapolate ``h`` and ``2h`` (``y1 = y_h + (y_h - y_2h)/3``) and estimate its error from
+    the same extrapolation one level coarser."""
+    fine, mid, coarse = levels
+    # the coarser grids report at the same times (their grids contain the report points)
+    values, error = {}, 0.0
+    kappa_scale = max(float(np.max(np.abs(fine["kappa"]))), 1e-300)
+    for name in ("s", "kappa", "Q", "R"):
+        y1 = fine[name] + (fine[name] - mid[name]) / 3
+        y1_coarse = mid[name] + (mid[name] - coarse[name]) / 3
+        values[name] = y1
+        scale = kappa_scale if name == "kappa" else 1.0
+        error = max(error, float(np.max(np.abs(y1 - y1_coarse))) / (2**EXTRAPOLATED_ORDER - 1) / scale)
+    return values, error
