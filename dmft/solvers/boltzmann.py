@@ -164,11 +164,8 @@ class _Problem:
         self.T = training.time
         self.rtol = training.rtol
         self.save_at = training.save_at
-        # memory window: the kernels are bounded by A e^{-gamma (t-u)/2}, A = K nu/2 + nu^2 J^2;
-        # what lies beyond L integrates to at most (2A/gamma) e^{-gamma L/2} = epsilon
-        epsilon = self.rtol / 100
-        A = self.K * self.nu / 2 + self.nu**2 * self.J2
-        self.window = min(self.T, max(2 / self.gamma * math.log(max(2 * A / self.gamma, 1.0) / epsilon), 0.0))
+        # memory window: the kernels are bounded by A e^{-gamma (t-u)/2}, A = K nu/2 + nu^2 J^2
+        self.window = memory_window(self.T, self.gamma, self.K * self.nu / 2 + self.nu**2 * self.J2, self.rtol)
 
     def initial_step(self) -> float:
         """``h`` such that ``(h r)^3.4 ~ rtol`` with ``r`` the chain's fastest rate,
@@ -177,28 +174,7 @@ class _Problem:
         return min(0.35 * (self.rtol / 1e-4) ** (1 / 3.4) / rate * 2, self.T / 8)
 
     def grid(self, h: float):
-        """Grid times (piecewise uniform between report knots, each interval a multiple of 4 steps
-        so that every fourth point forms the coarser grids) and the report indices."""
-        if self.save_at is not None:
-            knots = np.unique(np.concatenate([[0.0], self.save_at, [self.T]]))
-        else:
-            knots = np.array([0.0, self.T])
-        pieces = [np.zeros(1)]
-        knot_index = [0]
-        for left, right in zip(knots[:-1], knots[1:]):
-            count = 4 * max(1, math.ceil((right - left) / (4 * h) - 1e-9))
-            pieces.append(left + (right - left) * np.arange(1, count + 1) / count)
-            knot_index.append(knot_index[-1] + count)
-        t = np.concatenate(pieces)
-        if self.save_at is not None:
-            report = np.asarray([knot_index[int(np.searchsorted(knots, v))] for v in self.save_at])
-        else:
-            every = max(1, math.ceil((t.size - 1) / (DEFAULT_REPORTS - 1)))
-            every = 4 * math.ceil(every / 4)  # report points on all three grids
-            report = np.arange(0, t.size, every)
-            if report[-1] != t.size - 1:
-                report = np.append(report, t.size - 1)
-        return t, report
+        return report_grid(self.T, self.save_at, h)
 
     def integrate(self, h: float, integrate) -> list[dict]:
         """Integrations on the grid of :meth:`grid` at ``h`` and on its every second and every
@@ -223,6 +199,37 @@ class _Problem:
         Q[far] = (s @ s.T)[far]
         R[np.isnan(R)] = 0.0
         return {"times": t[report], "s": s, "kappa": kappa[report], "Q": Q, "R": R, "grid_points": t.size}
+
+
+def report_grid(T: float, save_at, h: float):
+    """Grid times (piecewise uniform between the report knots ``0, save_at..., T``, each interval a
+    multiple of 4 steps of at most ``h``, so that every second and every fourth point form the
+    coarser grids of the extrapolation) and the report indices (``save_at``, or up to
+    :data:`DEFAULT_REPORTS` grid points on all three grids)."""
+    knots = np.unique(np.concatenate([[0.0], save_at, [T]])) if save_at is not None else np.array([0.0, T])
+    pieces = [np.zeros(1)]
+    knot_index = [0]
+    for left, right in zip(knots[:-1], knots[1:]):
+        count = 4 * max(1, math.ceil((right - left) / (4 * h) - 1e-9))
+        pieces.append(left + (right - left) * np.arange(1, count + 1) / count)
+        knot_index.append(knot_index[-1] + count)
+    t = np.concatenate(pieces)
+    if save_at is not None:
+        report = np.asarray([knot_index[int(np.searchsorted(knots, v))] for v in save_at])
+    else:
+        every = max(1, math.ceil((t.size - 1) / (DEFAULT_REPORTS - 1)))
+        every = 4 * math.ceil(every / 4)
+        report = np.arange(0, t.size, every)
+        if report[-1] != t.size - 1:
+            report = np.append(report, t.size - 1)
+    return t, report
+
+
+def memory_window(T: float, gamma: float, amplitude: float, rtol: float) -> float:
+    """``L`` such that kernels bounded by ``amplitude e^{-gamma (t-u)/2}`` integrate to
+    ``epsilon = rtol/100`` beyond it: ``L = (2/gamma) ln(2 amplitude / (gamma epsilon))`` (at most ``T``)."""
+    epsilon = rtol / 100
+    return min(T, max(2 / gamma * math.log(max(2 * amplitude / gamma, 1.0) / epsilon), 0.0))
 
 
 def _richardson(levels, problem):
