@@ -266,10 +266,20 @@ def _condensed_point(chi, s, A, theta_n, c, end, K, J2, beta, qb_nn):
     return float(chi_), np.concatenate([[u1], others])
 
 
-def solve_equilibrium_chain(model, data, training, *, step=None, started=None) -> Result:
+def solve_equilibrium_chain(model, data, training, *, step=None, started=None, curves="all") -> Result:
     """``dmft.solve`` for ``chain_speed = inf`` (see :func:`dmft.solvers.boltzmann.solve_langevin`):
     three grids ``h, 2h, 4h`` and Richardson extrapolation as for finite ``nu``."""
-    from .boltzmann import EXTRAPOLATED_ORDER, MAX_REFINEMENTS, memory_window, report_grid
+    from .boltzmann import (
+        EXTRAPOLATED_ORDER,
+        MAX_REFINEMENTS,
+        assemble_curves,
+        memory_window,
+        report_grid,
+        spectral_curves,
+        spectral_indices,
+        trapezoid,
+    )
+    from ..boltzmann import SpikedTeacher
 
     started = _time.perf_counter() if started is None else started
     c = np.asarray(data.resolve().eigenvalues)
@@ -280,6 +290,7 @@ def solve_equilibrium_chain(model, data, training, *, step=None, started=None) -
     T = training.time
     rtol = training.rtol
     window = memory_window(T, gamma, K / 2 + J2, rtol)
+    teacher = data if isinstance(data, SpikedTeacher) else None
     # no fast chain here: the rates are gamma/2 and the condensed mode's (about K c_1 / 2);
     # after extrapolation the error is about (h rate)^3 / 100 (measured in the tests)
     h = 0.5 * (rtol / 1e-4) ** (1 / 3) / max(1.0, gamma, K * c[0] / 2) if step is None else float(step)
@@ -287,16 +298,27 @@ def solve_equilibrium_chain(model, data, training, *, step=None, started=None) -
         raise ValueError(f"`step` must be positive and finite, got {step}")
     for refinement in range(MAX_REFINEMENTS + 1):
         t, report = report_grid(T, training.save_at, h)
+        spectral = spectral_indices(report, curves)
         levels = []
         for k in range(3):
-            out = integrate_equilibrium_chain(t[:: 2**k], c, beta, gamma, J2, window, report // 2**k)
+            grid = t[:: 2**k]
+            spectral_k = spectral // 2**k if k < 2 else spectral[:0]
+            out = integrate_equilibrium_chain(grid, c, beta, gamma, J2, window, report // 2**k, spectral_k)
+            windows = []
+            for i in spectral_k:
+                lo, q_block, G_block = out["blocks"][int(i)]
+                idx = np.arange(lo, int(i) + 1)
+                S_win = out["s"][idx]
+                windows.append((int(i), idx, q_block - S_win @ S_win.T, G_block, trapezoid(grid[idx])))
+            theta = -np.expm1(-gamma * grid / 2) / gamma
+            curve_values = spectral_curves(windows, grid, theta, out["s"], c, beta, gamma, J2, teacher)
             s = out["s"][report // 2**k]
             q = out["q"]
             far = np.isnan(q)
             q[far] = (s @ s.T)[far]
             G = out["G"]
             G[np.isnan(G)] = 0.0
-            levels.append({"s": s, "chi": out["chi"][report // 2**k], "q": q})
+            levels.append({"s": s, "chi": out["chi"][report // 2**k], "q": q, **curve_values})
         values, error = {}, 0.0
         for name in ("s", "chi", "q"):
             fine, mid, coarse = (level[name] for level in levels)
@@ -319,12 +341,15 @@ def solve_equilibrium_chain(model, data, training, *, step=None, started=None) -
         "susceptibility": chi,
     }
     times = t[report]
+    test_loss, train_loss, curve_error = assemble_curves(
+        arrays, levels[0], levels[1], spectral_indices(np.arange(times.size), curves), times.size, teacher
+    )
     return Result(
         model=model,
         data=data,
         training=training,
-        test_loss=np.full(times.size, np.nan),
-        train_loss=np.full(times.size, np.nan),
+        test_loss=test_loss,
+        train_loss=train_loss,
         method="dmft",
         arrays=arrays,
         time=times,
@@ -335,6 +360,7 @@ def solve_equilibrium_chain(model, data, training, *, step=None, started=None) -
             "window": window,
             "grid_points": int(t.size),
             "error_estimate": float(error),
+            "curves_error_estimate": curve_error,
             "refinements": refinement,
             "wall_time_s": _time.perf_counter() - started,
         },
