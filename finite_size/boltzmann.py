@@ -440,7 +440,7 @@ def _run(model, data, training, dim, seeds, backend, seed, step, spectrum, progr
 
         intervals = tqdm(intervals, desc="simulate", unit="report")
     for index in intervals:
-        gap = times[index] - now
+        gap = float(times[index]) - now
         if gap > 0:
             count = max(1, math.ceil(gap / step - 1e-9))
             dt = gap / count
@@ -455,7 +455,7 @@ def _run(model, data, training, dim, seeds, backend, seed, step, spectrum, progr
                     raise DynamicsDivergenceError("simulated couplings", now, "step", step) from error
                 now += dt
                 steps_taken += 1
-            now = times[index]
+            now = float(times[index])
             _check_finite(machines, now, step)
         record(index)
 

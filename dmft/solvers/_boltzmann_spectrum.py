@@ -55,6 +55,8 @@ def data_resolvent(z, J2, theta, c, s, e, w, Qb, Gam):
     """``Gd(z)`` ``(K, K)`` from the window's arrays (module docstring): ``s`` ``(m+1, K)``, ``e``,
     ``w`` ``(m+1,)``, ``Qb``, ``Gam`` ``(m+1, m+1)``."""
     g = stieltjes(z, J2)
+    if np.any(np.abs(1.0 - g * theta * c) < 1e-14):  # exactly on a bare spike's pole: step off it
+        return data_resolvent(z * (1 + 1e-12) + 1e-15, J2, theta, c, s, e, w, Qb, Gam)
     K = c.size
     size = e.size
     Dg = g / (1.0 - g * theta * c)

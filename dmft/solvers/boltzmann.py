@@ -108,7 +108,13 @@ def solve_langevin(
         raise ValueError(f"`step` must be positive and finite, got {step}")
     integrate = integrate_numba if backend == "numba" else integrate_numpy
     for refinement in range(MAX_REFINEMENTS + 1):
-        levels = problem.integrate(h, integrate, curves)
+        try:
+            levels = problem.integrate(h, integrate, curves)
+        except DynamicsDivergenceError:
+            if step is not None or refinement == MAX_REFINEMENTS:
+                raise
+            h /= 4  # the default step was too coarse for stability: refine
+            continue
         values, error = _richardson(levels, problem)
         if error <= training.rtol or refinement == MAX_REFINEMENTS:
             break
@@ -204,7 +210,7 @@ class _Problem:
             self.nu, self.beta, self.gamma, self.J2, spectral.astype(np.int64),
         )
         if status != 0:
-            raise DynamicsDivergenceError("the two-time equations", t[failed_at], "rtol", self.rtol)
+            raise DynamicsDivergenceError("the two-time equations", t[failed_at], "step", float(t[1] - t[0]))
         curves = self._curves(t, band, theta, s_all, spectral, Qwin, Rwin)
         s = s_all[report]
         # beyond the memory window the bulk has decorrelated (its correlations carry the same
