@@ -452,7 +452,7 @@ def phase_diagram(model: SphericalBoltzmann, data, training: Langevin, over: Map
     for name, listed in over.items():
         if name not in SWEEPABLE:
             raise ValueError(f"phase_diagram parameter {name!r}: the equilibrium depends on {', '.join(SWEEPABLE)} only")
-        if isinstance(listed, (str, bytes, Mapping)) or np.ndim(listed) == 0:
+        if not isinstance(listed, (list, tuple, np.ndarray)) or isinstance(listed, np.ndarray) and listed.ndim == 0:
             raise TypeError(f"phase_diagram parameter {name!r}: values must be a list, got {listed!r}")
         listed = [v.item() if isinstance(v, np.generic) else v for v in listed]
         if name == "data.eigenvalues":
