@@ -116,7 +116,9 @@ def _solve_arrays(beta, gamma, eps, spectrum, samples, omega=None) -> dict[str, 
     # phases ------------------------------------------------------------------------------------
     paramagnetic = natural_g[..., 0] >= beta
     pull_at_edge = np.sum(np.where(outlier, c - threshold[..., None], 0.0), axis=-1)
-    sticky = ~paramagnetic & (beta > sqrt_c) & (pull_at_edge <= kappa * (beta - sqrt_c))
+    # at a tie (the root exactly at the edge, e.g. every mode an outlier and eta = beta) both phases
+    # give the same state; the tolerance makes the label "sticky" there, not a round-off coin toss
+    sticky = ~paramagnetic & (beta > sqrt_c) & (pull_at_edge <= kappa * (beta - sqrt_c) * (1 + 1e-12))
     condensed = ~paramagnetic & ~sticky
 
     # the cascade: the first d whose root leaves mode d+1 unpulled -------------------------------
@@ -145,9 +147,8 @@ def _solve_arrays(beta, gamma, eps, spectrum, samples, omega=None) -> dict[str, 
         sticky[..., None] & outlier,
     )
     with np.errstate(divide="ignore", invalid="ignore"):
-        mu = np.where(sticky, 2.0 / sqrt_c, 1.0 / g + g * eps / gamma)
-        mu = np.where(sticky & (eps == 0), 0.0, mu)  # unreachable (no sticky phase at MAP), kept exact
         edge = 2.0 * np.sqrt(eps / gamma)
+        mu = np.where(sticky, edge, 1.0 / g + g * eps / gamma)
         safe_c = np.where(c > 0, c, 1.0)
         natural_value = c / gamma[..., None] + eps[..., None] / safe_c
         natural_overlap = 1.0 - gamma[..., None] * eps[..., None] / safe_c**2
