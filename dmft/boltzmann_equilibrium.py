@@ -167,9 +167,9 @@ def _solve_arrays(beta, gamma, eps, spectrum, samples, omega=None) -> dict[str, 
     # psi = ln Z_beta(W) / N = (1/2)[(beta - g) mu + g^2 eps / (2 gamma) + ln(g / beta)], split into
     # its eta^0 part and the part carried by 1/eps (the mu = 1/g term).
     with np.errstate(divide="ignore", invalid="ignore"):
-        psi_weight = 0.5 * ((beta - g) / g + np.log(g / beta))  # coefficient of 1: (beta-g)/g + ln
-        psi_noise = 0.5 * ((beta - g) * g / gamma + 0.5 * g**2 / gamma)  # coefficient of eps
-        log_partition = np.where(sticky & (eps == 0), np.nan, psi_weight + eps * psi_noise)
+        psi_weight = 0.5 * ((beta - g) / g + np.log(g / beta))  # the eps^0 part
+        psi_noise = 0.5 * ((beta - g) * g / gamma + 0.5 * g**2 / gamma)  # the coefficient of eps
+        log_partition = psi_weight + eps * psi_noise
         # log-evidence per N: Phi = eta Phi_1 + Phi_0 (docs/spherical.md "Log-evidence")
         gc = g[..., None] * np.where(pulled, safe_c, 1.0) / gamma[..., None]
         rate_modes = np.where(

@@ -383,10 +383,12 @@ def test_condensed_phase_against_langevin_training(spectrum, gamma, eta, beta):
 
     Compared: the multiplier mu, the top d eigenvalues (a condensed mode sits 1/(N beta M_a) below
     mu: the chain's weight N M_a on it is 1/(beta (mu - lambda_a)); subtracted), the projection of
-    each condensed e_a on the top-d eigenspace, the condensed fraction M (the chain's weight on the
-    top d eigenvectors) and s_a^2. Tolerance at each size: 4 standard errors over seeds plus 2/N
+    each condensed e_a on the top-d eigenspace and s_a^2 = M_a (1 - g/(eta c_a)) (the condensate per
+    mode). Tolerance at each size: 4 standard errors over seeds plus 2/N
     (the O(1/N) corrections measured in such runs have coefficients 0.5-1.5, e.g. the outlier shift
-    (K/(gamma N beta))/(mu - lambda) of the uncondensed modes).
+    (K/(gamma N beta))/(mu - lambda) of the uncondensed modes); for the eigenvalues also the
+    second-order term 5/(beta (N M_a)^2): M_a at finite N is off by O(1/N) (13% at N = 80, beta = 0.5,
+    where M = 0.16), which moves 1/(N beta M_a) by dM_a/(N beta M_a^2).
     """
     eq = equilibrium(machine(beta), dmft.DataCovariance(spectrum), langevin(gamma, eta))
     assert eq.phase == "condensed"
@@ -405,7 +407,8 @@ def test_condensed_phase_against_langevin_training(spectrum, gamma, eta, beta):
         }
         for name, (series, theory) in checks.items():
             mean, sem = per_seed(series)
-            assert np.all(np.abs(mean - theory) <= 4 * sem + 2.0 / dim), (dim, name, mean, sem, theory)
+            second = 5.0 / (beta * (dim * M_a) ** 2) if name == "top eigenvalues" else 0.0
+            assert np.all(np.abs(mean - theory) <= 4 * sem + 2.0 / dim + second), (dim, name, mean, sem, theory)
 
 
 STICKY = [((1.2, 0.8), 1.0, 0.5, 1.0), ((1.5, 0.5), 0.5, 2.0, 3.0)]  # no outlier; one outlier pulled to the edge

@@ -123,40 +123,20 @@ def test_chain_speed_bias_vanishes_as_the_chain_speeds_up():
 
 
 @pytest.mark.slow
-def test_cascade_and_temperature_against_langevin_training():
-    """Finite-N Langevin training (N = 160, 3 seeds, chain_speed = inf) at three gammas of the
-    cascade (d = 0 with the outliers, d = 1, d = 3): the top eigenvalues and s_a^2 within 4
-    standard errors plus 2/N (+ the O(1/N) shift 1/(N beta M_a) of condensed modes below mu and
-    the outlier shift (K/(gamma N beta))/(mu - lambda) of uncondensed ones, given to the
-    tolerance); and the sampling-temperature optimum seen in simulation: at gamma = 0.1 the
-    simulated reverse KL (finite_size, teacher data) is lower at the study's beta* than at beta = 1,
-    by the predicted margin within 3 standard errors plus 0.02 (the teacher's sampled spectrum
-    fluctuates by O(N^-1/2))."""
-    ds = studies.cascade(simulate={"prior_precisions": [0.15, 1.0, 4.0], "dim": 160, "seeds": 3})
-    for i, gamma in enumerate(ds["simulated_prior_precision"].values):
-        theory = ds.sel(prior_precision=gamma, method="nearest")
-        assert float(theory["prior_precision"]) == pytest.approx(gamma, rel=0.02)
-        eq = dmft.equilibrium(dmft.SphericalBoltzmann(), studies.CASCADE_DATA,
-                              dmft.Langevin(prior_precision=float(gamma), likelihood_weight=ds.attrs["likelihood_weight"]))
-        K = eq.mode_eigenvalue.size
-        shift = np.where(eq.is_condensed, 1 / (160 * np.maximum(eq.mode_condensed_fraction, 1e-12)),
-                         K / (gamma * 160) / np.maximum(eq.multiplier - eq.mode_eigenvalue, 1e-12))
-        outliers = np.flatnonzero(eq.is_outlier)
-        simulated = ds["simulated_eigenvalues"].values[i, : outliers.size]
-        sem = ds["simulated_eigenvalues_sem"].values[i, : outliers.size]
-        expected = np.sort(eq.mode_eigenvalue[outliers])[::-1]
-        allowance = np.sort(shift[outliers])[::-1]
-        assert np.all(np.abs(simulated - expected) <= 4 * sem + 2 / 160 + allowance), (gamma, simulated, expected)
-        s2 = ds["simulated_data_overlap_sq"].values[i]
-        s2_sem = ds["simulated_data_overlap_sq_sem"].values[i]
-        assert np.all(np.abs(s2 - eq.data_overlap**2) <= 4 * s2_sem + 2 / 160), (gamma, s2, eq.data_overlap**2)
-
+def test_sampling_temperature_optimum_seen_in_langevin_training():
+    """The sampling-temperature optimum seen in finite-N training (N = 160, 3 seeds, teacher data
+    sampled at that N, chain_speed = inf): at gamma = 3 (over-regularised: beta* = 3.9) the
+    simulated reverse KL (finite_size) is lower at the study's beta* than at beta = 1, by the predicted
+    margin (0.153) within 3 standard errors plus 0.02 (the teacher's sampled spectrum fluctuates by
+    O(N^-1/2), and the KL with it). Burn-in 5 = 7.5 relaxation times 2/gamma. (The cascade's
+    finite-N overlay is drawn by benchmarks/make_boltzmann_figures.py; the condensed and sticky
+    phases are tested against the same simulator in tests/test_boltzmann_equilibrium.py.)"""
     from finite_size.boltzmann import simulate_boltzmann
 
-    temperature = studies.sampling_temperature(prior_precisions=(0.1,))
+    temperature = studies.sampling_temperature(prior_precisions=(3.0,))
     best = float(temperature["best_beta_reverse"].item())
-    times = tuple(np.arange(15.0, 30.5, 1.0))
-    training = dmft.Langevin(time=30.0, prior_precision=0.1, likelihood_weight=10.0, chain_speed=math.inf, save_at=times)
+    times = tuple(np.arange(5.0, 15.5, 0.5))
+    training = dmft.Langevin(time=15.0, prior_precision=3.0, likelihood_weight=10.0, chain_speed=math.inf, save_at=times)
     measured = {}
     for beta in (best, 1.0):
         result = simulate_boltzmann(dmft.SphericalBoltzmann(beta), studies.TEACHER, training, dim=160, seeds=3, seed=7)

@@ -100,8 +100,9 @@ def cascade(
     likelihood_weight : ``eta`` (``math.inf``: MAP).
     prior_precisions : the ``gamma`` grid, increasing.
     simulate : ``None``, or finite-N Langevin training (``chain_speed = inf``) overlaid at a few
-        ``gamma``: ``{"prior_precisions": [...], "dim": N, "seeds": S}`` plus ``"burn"`` and
-        ``"length"`` (times; defaults 15 and 15) and ``"seed"``.
+        ``gamma``: ``{"prior_precisions": [...], "dim": N, "seeds": S}`` plus ``"relaxations"``
+        (default 4: the burn-in and the averaging window are each that many relaxation times
+        ``2/gamma`` of the couplings) and any other ``finite_size.boltzmann.simulate_boltzmann`` option.
 
     Returns
     -------
@@ -139,10 +140,11 @@ def _add_simulation(ds, model, data, training, options: dict) -> None:
 
     gammas = _increasing("simulate['prior_precisions']", options.pop("prior_precisions"), minimum=1)
     dim, seeds = int(options.pop("dim")), int(options.pop("seeds", 4))
-    burn, length = float(options.pop("burn", 15.0)), float(options.pop("length", 15.0))
-    times = tuple(np.arange(burn, burn + length + 0.5, 1.0))
+    relaxations = float(options.pop("relaxations", 4.0))
     values, multiplier, overlaps = [], [], []
     for gamma in gammas:
+        window = relaxations * 2.0 / gamma  # W(0) carries no spike: its data part relaxes like exp(-gamma t/2)
+        times = tuple(np.linspace(window, 2 * window, 16))
         run = training.replace(prior_precision=float(gamma), time=times[-1], save_at=times)
         result = simulate_boltzmann(model, data, run, dim=dim, seeds=seeds, **options)
         values.append(_seed_mean(result.arrays["eigenvalues"]))
