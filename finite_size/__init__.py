@@ -6,6 +6,7 @@ standard error over seeds, so every DMFT curve can be checked against a finite n
 """
 
 from . import saxe
+from .boltzmann import simulate_boltzmann
 from .simulate import simulate
 
-__all__ = ["saxe", "simulate"]
+__all__ = ["saxe", "simulate", "simulate_boltzmann"]

@@ -167,7 +167,9 @@ class _Machines:
             self.teacher = None
         self.K = self.c.shape[1]
         self.c_device = xp.asarray(self.c)
-        self.W = self._goe(coupling_rng, math.sqrt(self.J2 / dim)) if self.J2 > 0 else xp.zeros((seeds, dim, dim), dtype=xp.float64)
+        self.W = xp.zeros((seeds, dim, dim), dtype=xp.float64)
+        if self.J2 > 0:
+            self._add_goe(self.W, self._goe(coupling_rng, math.sqrt(self.J2 / dim)))
         self.x = None
         if math.isfinite(self.nu):
             bulk = chain_rng.standard_normal((seeds, dim))
@@ -185,9 +187,27 @@ class _Machines:
         return self.xp.asarray(rng.standard_normal(shape))
 
     def _goe(self, rng, scale: float):
-        """``scale * (G + G^T) / sqrt(2)``: GOE of off-diagonal variance ``scale^2``."""
-        g = self._normal(rng, (self.S, self.N, self.N))
-        return (g + g.mT) * (scale / math.sqrt(2.0))
+        """``scale (U + U^T)``: a GOE matrix of off-diagonal variance ``scale^2`` (diagonal
+        ``2 scale^2``), from ``N (N + 1) / 2`` normals ``U`` on and above the diagonal (the
+        diagonal ones scaled by ``1/sqrt(2)``). Returned as ``U`` (the caller adds ``U + U^T``)."""
+        S, N = self.S, self.N
+        if self.backend == "cupy":
+            g = self.xp.random.standard_normal((S, N, N))
+            return self.xp.triu(g) * scale - self.xp.triu(self.xp.tril(g)) * (scale * (1 - 2**-0.5))
+        if not hasattr(self, "_upper"):
+            rows, cols = np.triu_indices(N)
+            self._upper = rows * N + cols
+            self._diagonal_scale = np.where(rows == cols, 2**-0.5, 1.0)
+            self._buffer = np.zeros((S, N, N))
+        values = rng.standard_normal((S, self._upper.size))
+        values *= scale * self._diagonal_scale
+        self._buffer.reshape(S, -1)[:, self._upper] = values
+        return self.xp.asarray(self._buffer)
+
+    def _add_goe(self, W, upper) -> None:
+        """``W += U + U^T`` in place."""
+        W += upper
+        W += upper.mT
 
     # -- pieces of a step ----------------------------------------------------------------------
     def drift(self, x, W):
@@ -223,12 +243,17 @@ class _Machines:
         xp, N, K = self.xp, self.N, self.K
         x, W = self.x, self.W
         f0, _ = self.drift(x, W)
-        kick = self._normal(self._chain_rng, (self.S, N)) * math.sqrt(2 * self.nu * dt / self.beta)
+        # the projection of x + kick contracts x by (1 + |kick|^2/N)^{-1/2}; a kick variance of
+        # exp(sigma^2 dt) - 1 (sigma^2 = 2 nu / beta, times (N-1)/N) makes that contraction, and the
+        # tangential spread it leaves, those of Brownian motion on the sphere over dt (to O(1/N)),
+        # instead of off by O(dt^2) per step (which made the plain kick only first order)
+        spread = math.expm1(2 * self.nu / self.beta * dt * (N - 1) / N)
+        kick = self._normal(self._chain_rng, (self.S, N)) * math.sqrt(spread)
         x_pred = self.project(x + f0 * dt + kick)
         a, b, noise = self.ou_start(dt)
         W *= a
         if noise is not None:
-            W += noise
+            self._add_goe(W, noise)
         self.add_data(W, b / 2)
         add_outer(W, -b * K / (2 * N), x, x)  # predictor: forcing at the start of the step
         f1, _ = self.drift(x_pred, W)
@@ -243,7 +268,7 @@ class _Machines:
         W = self.W
         W *= a
         if noise is not None:
-            W += noise
+            self._add_goe(W, noise)
         self.add_data(W, b / 2)
         W -= (b * K / 2) * P0
         P1 = self.equilibrium(W)[0]
@@ -314,7 +339,7 @@ def equilibrium_multiplier(eigenvalues: np.ndarray, beta: float) -> np.ndarray:
         g = np.sum(1.0 / gaps, axis=1) / (beta * N)
         dg = -np.sum(1.0 / gaps**2, axis=1) / (beta * N)
         new = mu - (1.0 / g - 1.0) * g**2 / (-dg)
-        converged = np.abs(new - mu) <= 4e-16 * np.maximum(1.0, np.abs(mu))
+        converged = (np.abs(new - mu) <= 1e-14 * np.maximum(1.0, np.abs(mu))) | (np.abs(g - 1.0) <= 1e-14)
         mu = new
         if np.all(converged):
             break

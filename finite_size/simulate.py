@@ -19,6 +19,7 @@ from dmft.training import GradientDescent, check_compatible
 from dmft._validate import positive_int
 
 from ._backend import array_module, to_numpy
+from .boltzmann import SphericalBoltzmann, simulate_boltzmann
 from .networks import build_network
 from .problem import direction_spectrum, sample_full_batch, sample_inputs, sample_teacher
 
@@ -78,6 +79,8 @@ def simulate(
     dmft.DivergenceError : a loss became non-finite or grew ``DIVERGENCE_FACTOR`` (1e8) times above
         the initial test loss (names the step and the learning rate).
     """
+    if isinstance(model, SphericalBoltzmann):  # Langevin training: finite_size/boltzmann.py (issue 12)
+        return simulate_boltzmann(model, data, training, dim=dim, seeds=seeds, backend=backend, seed=seed, progress=progress)
     dim = positive_int("dim", dim)
     seeds = positive_int("seeds", seeds)
     seed = positive_int("seed", seed, minimum=0)

@@ -140,10 +140,11 @@ def _forcing(i, t, band, Qr, Rr, Mr, Dr, B1, s, c, theta, nu, beta, FQ, FR, Fs, 
 
 
 @jit
-def integrate_numba(t, band_of, B, report, c, s0, theta, nu, beta, gamma, J2):
+def integrate_numba(t, band_of, B, report, c, s0, theta, nu, beta, gamma, J2, spectral):
     """See the module docstring. ``band_of[i]``: the window of row ``i`` in grid steps
     (``band_of[i] <= min(i, B)``, ``band_of[i+1] <= band_of[i] + 1``); ``report``: increasing grid
-    indices (``report[0] = 0``)."""
+    indices (``report[0] = 0``); ``spectral``: increasing grid indices at which the whole ring is
+    copied out (``Qwin``, ``Rwin`` ``(len(spectral), B + 1, B + 1)``, for the spectrum)."""
     n = t.shape[0]
     K = c.shape[0]
     B1 = B + 1
@@ -163,6 +164,14 @@ def integrate_numba(t, band_of, B, report, c, s0, theta, nu, beta, gamma, J2):
     Fsn = np.zeros(K)
     Qout = np.zeros((nr, nr))
     Rout = np.zeros((nr, nr))
+    ns = spectral.shape[0]
+    Qwin = np.zeros((ns, B1, B1))
+    Rwin = np.zeros((ns, B1, B1))
+    next_spectral = 0
+    while next_spectral < ns and spectral[next_spectral] == 0:
+        Qwin[next_spectral, 0, 0] = 1.0  # row 0: the window is the single point t = 0
+        Rwin[next_spectral, 0, 0] = 1.0
+        next_spectral += 1
     half_k_nu = K * nu / 2
     nu2J2 = nu * nu * J2
     for j in range(nr):
@@ -222,6 +231,10 @@ def integrate_numba(t, band_of, B, report, c, s0, theta, nu, beta, gamma, J2):
             status = 1
             failed_at = i + 1
             break
+        if next_spectral < ns and spectral[next_spectral] == i + 1:
+            Qwin[next_spectral] = Qr
+            Rwin[next_spectral] = Rr
+            next_spectral += 1
         # report row
         if next_report < nr and report[next_report] == i + 1:
             for j in range(next_report + 1):
@@ -237,10 +250,10 @@ def integrate_numba(t, band_of, B, report, c, s0, theta, nu, beta, gamma, J2):
     for j in range(nr):
         for k in range(j):
             Qout[k, j] = Qout[j, k]
-    return s, kappa, Qout, Rout, status, failed_at
+    return s, kappa, Qout, Rout, status, failed_at, Qwin, Rwin
 
 
-def integrate_numpy(t, band_of, B, report, c, s0, theta, nu, beta, gamma, J2):
+def integrate_numpy(t, band_of, B, report, c, s0, theta, nu, beta, gamma, J2, spectral):
     """The NumPy twin of :func:`integrate_numba`: the same scheme, with full ``(n, n)`` arrays
     (``Q[i, m]`` for ``t_i - t_m`` within row ``i``'s window) and vector operations per row.
     ``B`` is unused (kept for the same signature). Reference for tests; ``O(n^2)`` memory."""
@@ -329,4 +342,14 @@ def integrate_numpy(t, band_of, B, report, c, s0, theta, nu, beta, gamma, J2):
     later, earlier = np.meshgrid(report, report, indexing="ij")
     Qout = np.where(later >= earlier, Q[later, earlier], Q[earlier, later])
     Rout = np.where(later > earlier, R[later, earlier], np.where(later == earlier, 1.0, 0.0))
-    return s, kappa, Qout, Rout, status, failed_at
+    # the ring layout of integrate_numba at the spectral rows: [u % B1, l] = Q(t_u, t_{u-l})
+    B1 = B + 1
+    Qwin = np.zeros((len(spectral), B1, B1))
+    Rwin = np.zeros((len(spectral), B1, B1))
+    for j, i in enumerate(spectral):
+        for u in range(i - band_of[i], i + 1):
+            lags = np.arange(band_of[u] + 1)
+            lags = lags[u - lags >= i - band_of[i]]
+            Qwin[j, u % B1, lags] = Q[u, u - lags]
+            Rwin[j, u % B1, lags] = R[u, u - lags]
+    return s, kappa, Qout, Rout, status, failed_at, Qwin, Rwin

@@ -64,7 +64,7 @@ def solve_langevin(
     *,
     step: float | None = None,
     backend: str = "numba",
-    progress: bool = False,
+    curves: str = "all",
 ) -> Result:
     """The ``N -> infinity`` Langevin training of a spherical Boltzmann machine.
 
@@ -76,7 +76,9 @@ def solve_langevin(
         chain's rates); it is lowered until the error estimate meets ``training.rtol``.
     backend : ``"numba"`` (compiled kernel) or ``"numpy"`` (the reference implementation;
         ``O(n^2)`` memory, for tests).
-    progress : print nothing; accepted for symmetry with the simulator (the solve is fast).
+    curves : where to compute the spectral learning curves (top eigenvalue, losses, KL):
+        ``"all"`` report times (default), the ``"final"`` one (NaN elsewhere), or ``"none"``.
+        Each costs a few dense solves of the memory window's size (docs/spherical.md).
 
     Returns
     -------
@@ -92,19 +94,21 @@ def solve_langevin(
     """
     if backend not in ("numba", "numpy"):
         raise ValueError(f"`backend` must be 'numba' or 'numpy' for this solver, got {backend!r}")
+    if curves not in CURVE_CHOICES:
+        raise ValueError(f"`curves` must be one of {CURVE_CHOICES}, got {curves!r}")
     started = _time.perf_counter()
     spectrum = np.asarray(data.resolve().eigenvalues)
     if _is_equilibrium(model, data, training):
         from ._boltzmann_equilibrium_chain import solve_equilibrium_chain
 
-        return solve_equilibrium_chain(model, data, training, step=step, started=started)
+        return solve_equilibrium_chain(model, data, training, step=step, started=started, curves=curves)
     problem = _Problem(model, data, training, spectrum)
     h = problem.initial_step() if step is None else float(step)
     if not (h > 0 and math.isfinite(h)):
         raise ValueError(f"`step` must be positive and finite, got {step}")
     integrate = integrate_numba if backend == "numba" else integrate_numpy
     for refinement in range(MAX_REFINEMENTS + 1):
-        levels = problem.integrate(h, integrate)
+        levels = problem.integrate(h, integrate, curves)
         values, error = _richardson(levels, problem)
         if error <= training.rtol or refinement == MAX_REFINEMENTS:
             break
@@ -127,12 +131,13 @@ def solve_langevin(
         "R": values["R"],
         "multiplier": values["kappa"] / problem.nu,
     }
+    test_loss, train_loss, curve_error = assemble_curves(arrays, levels[0], levels[1], spectral_indices(np.arange(times.size), curves), times.size, problem.teacher)
     return Result(
         model=model,
         data=data,
         training=training,
-        test_loss=np.full(times.size, np.nan),
-        train_loss=np.full(times.size, np.nan),
+        test_loss=test_loss,
+        train_loss=train_loss,
         method="dmft",
         arrays=arrays,
         time=times,
@@ -143,6 +148,7 @@ def solve_langevin(
             "window": problem.window,
             "grid_points": int(levels[0]["grid_points"]),
             "error_estimate": float(error),
+            "curves_error_estimate": curve_error,
             "refinements": refinement,
             "backend": backend,
             "wall_time_s": _time.perf_counter() - started,
@@ -164,11 +170,9 @@ class _Problem:
         self.T = training.time
         self.rtol = training.rtol
         self.save_at = training.save_at
-        # memory window: the kernels are bounded by A e^{-gamma (t-u)/2}, A = K nu/2 + nu^2 J^2;
-        # what lies beyond L integrates to at most (2A/gamma) e^{-gamma L/2} = epsilon
-        epsilon = self.rtol / 100
-        A = self.K * self.nu / 2 + self.nu**2 * self.J2
-        self.window = min(self.T, max(2 / self.gamma * math.log(max(2 * A / self.gamma, 1.0) / epsilon), 0.0))
+        self.teacher = data if isinstance(data, SpikedTeacher) else None
+        # memory window: the kernels are bounded by A e^{-gamma (t-u)/2}, A = K nu/2 + nu^2 J^2
+        self.window = memory_window(self.T, self.gamma, self.K * self.nu / 2 + self.nu**2 * self.J2, self.rtol)
 
     def initial_step(self) -> float:
         """``h`` such that ``(h r)^3.4 ~ rtol`` with ``r`` the chain's fastest rate,
@@ -177,52 +181,159 @@ class _Problem:
         return min(0.35 * (self.rtol / 1e-4) ** (1 / 3.4) / rate * 2, self.T / 8)
 
     def grid(self, h: float):
-        """Grid times (piecewise uniform between report knots, each interval a multiple of 4 steps
-        so that every fourth point forms the coarser grids) and the report indices."""
-        if self.save_at is not None:
-            knots = np.unique(np.concatenate([[0.0], self.save_at, [self.T]]))
-        else:
-            knots = np.array([0.0, self.T])
-        pieces = [np.zeros(1)]
-        knot_index = [0]
-        for left, right in zip(knots[:-1], knots[1:]):
-            count = 4 * max(1, math.ceil((right - left) / (4 * h) - 1e-9))
-            pieces.append(left + (right - left) * np.arange(1, count + 1) / count)
-            knot_index.append(knot_index[-1] + count)
-        t = np.concatenate(pieces)
-        if self.save_at is not None:
-            report = np.asarray([knot_index[int(np.searchsorted(knots, v))] for v in self.save_at])
-        else:
-            every = max(1, math.ceil((t.size - 1) / (DEFAULT_REPORTS - 1)))
-            every = 4 * math.ceil(every / 4)  # report points on all three grids
-            report = np.arange(0, t.size, every)
-            if report[-1] != t.size - 1:
-                report = np.append(report, t.size - 1)
-        return t, report
+        return report_grid(self.T, self.save_at, h)
 
-    def integrate(self, h: float, integrate) -> list[dict]:
+    def integrate(self, h: float, integrate, curves: str) -> list[dict]:
         """Integrations on the grid of :meth:`grid` at ``h`` and on its every second and every
-        fourth point (the grids ``h``, ``2h``, ``4h`` of the Richardson extrapolation)."""
+        fourth point (the grids ``h``, ``2h``, ``4h`` of the Richardson extrapolation); the two
+        coarser ones also give the spectral learning curves (``curves``: at ``"all"`` report times,
+        the ``"final"`` one, or ``"none"``) on the grids ``h`` and ``2h``."""
         t, report = self.grid(h)
-        return [self._integrate_on(t[:: 2**k], report // 2**k, integrate) for k in range(3)]
+        spectral = spectral_indices(report, curves)
+        return [
+            self._integrate_on(t[:: 2**k], report // 2**k, integrate, spectral // 2**k if k < 2 else spectral[:0])
+            for k in range(3)
+        ]
 
-    def _integrate_on(self, t, report, integrate) -> dict:
+    def _integrate_on(self, t, report, integrate, spectral) -> dict:
         first = np.searchsorted(t, t - self.window - 1e-12 * max(1.0, self.T))
         band = np.arange(t.size) - first
         theta = -np.expm1(-self.gamma * t / 2) / self.gamma
-        s, kappa, Q, R, status, failed_at = integrate(
+        s_all, kappa, Q, R, status, failed_at, Qwin, Rwin = integrate(
             t, band.astype(np.int64), int(band.max()), report.astype(np.int64), self.c, self.s0, theta,
-            self.nu, self.beta, self.gamma, self.J2,
+            self.nu, self.beta, self.gamma, self.J2, spectral.astype(np.int64),
         )
         if status != 0:
             raise DynamicsDivergenceError("the two-time equations", t[failed_at], "rtol", self.rtol)
-        s = s[report]
+        curves = self._curves(t, band, theta, s_all, spectral, Qwin, Rwin)
+        s = s_all[report]
         # beyond the memory window the bulk has decorrelated (its correlations carry the same
         # e^{-gamma lag/2} that sets the window): Q = sum_a s_a(t) s_a(t'), R = 0 there
         far = np.isnan(Q)
         Q[far] = (s @ s.T)[far]
         R[np.isnan(R)] = 0.0
-        return {"times": t[report], "s": s, "kappa": kappa[report], "Q": Q, "R": R, "grid_points": t.size}
+        return {"times": t[report], "s": s, "kappa": kappa[report], "Q": Q, "R": R, "grid_points": t.size, **curves}
+
+    def _curves(self, t, band, theta, s_all, spectral, Qwin, Rwin) -> dict:
+        """Spectral learning curves at the grid indices ``spectral`` from the ring copies."""
+        B1 = Qwin.shape[1] if Qwin.ndim == 3 else 1
+        windows = []
+        for j, i in enumerate(spectral):
+            nb = band[i]
+            idx = np.arange(i - nb, i + 1)
+            lag = idx[:, None] - idx[None, :]
+            later = np.maximum(idx[:, None], idx[None, :])
+            Q = np.where(lag >= 0, Qwin[j][idx[:, None] % B1, np.abs(lag)], Qwin[j][idx[None, :] % B1, np.abs(lag)])
+            R = np.where(lag >= 0, Rwin[j][later % B1, np.maximum(lag, 0)], 0.0)
+            w = trapezoid(t[idx])
+            Gam = self.nu * R * w[None, :]
+            windows.append((i, idx, Q - s_all[idx] @ s_all[idx].T, Gam, w))
+        return spectral_curves(windows, t, theta, s_all, self.c, self.beta, self.gamma, self.J2, self.teacher)
+
+
+def report_grid(T: float, save_at, h: float):
+    """Grid times (piecewise uniform between the report knots ``0, save_at..., T``, each interval a
+    multiple of 4 steps of at most ``h``, so that every second and every fourth point form the
+    coarser grids of the extrapolation) and the report indices (``save_at``, or up to
+    :data:`DEFAULT_REPORTS` grid points on all three grids)."""
+    knots = np.unique(np.concatenate([[0.0], save_at, [T]])) if save_at is not None else np.array([0.0, T])
+    pieces = [np.zeros(1)]
+    knot_index = [0]
+    for left, right in zip(knots[:-1], knots[1:]):
+        count = 4 * max(1, math.ceil((right - left) / (4 * h) - 1e-9))
+        pieces.append(left + (right - left) * np.arange(1, count + 1) / count)
+        knot_index.append(knot_index[-1] + count)
+    t = np.concatenate(pieces)
+    if save_at is not None:
+        report = np.asarray([knot_index[int(np.searchsorted(knots, v))] for v in save_at])
+    else:
+        every = max(1, math.ceil((t.size - 1) / (DEFAULT_REPORTS - 1)))
+        every = 4 * math.ceil(every / 4)
+        report = np.arange(0, t.size, every)
+        if report[-1] != t.size - 1:
+            report = np.append(report, t.size - 1)
+    return t, report
+
+
+CURVE_CHOICES = ("all", "final", "none")
+CURVE_NAMES = ("top_eigenvalue", "top_overlap", "equilibrium_multiplier", "condensed_fraction", "train_loss", "forward_kl", "reverse_kl")
+
+
+def spectral_indices(report: np.ndarray, curves: str) -> np.ndarray:
+    """The report indices at which the spectral curves are computed."""
+    if curves == "all":
+        return report.copy()
+    if curves == "final":
+        return report[-1:].copy()
+    return report[:0].copy()
+
+
+def trapezoid(nodes: np.ndarray) -> np.ndarray:
+    """Trapezoidal weights on ``nodes`` (ends: half their interval)."""
+    w = np.zeros(nodes.size)
+    if nodes.size > 1:
+        w[1:-1] = (nodes[2:] - nodes[:-2]) / 2
+        w[0] = (nodes[1] - nodes[0]) / 2
+        w[-1] = (nodes[-1] - nodes[-2]) / 2
+    return w
+
+
+def spectral_curves(windows, t, theta, s_all, c, beta, gamma, J2, teacher) -> dict:
+    """Top eigenvalue, its overlap and the learning curves (:mod:`._boltzmann_spectrum`) for each
+    window ``(i, idx, Qb, Gam, w)`` (grid index, window indices, bulk correlation, response matrix,
+    weights). Returns ``{name: (len(windows),)}``; at ``t = 0`` (no window) ``W = B(0)``."""
+    from ._boltzmann_spectrum import data_resolvent, learning_curves, top_outlier
+
+    K = c.size
+    edge = 2 * math.sqrt(J2)
+    out = {name: np.full(len(windows), np.nan) for name in CURVE_NAMES}
+    guess = None
+    for j, (i, idx, Qb, Gam, w) in enumerate(windows):
+        e = np.exp(-gamma * (t[i] - t[idx]) / 2)
+        s = s_all[idx]
+        W_data = theta[i] * c - (K / 2) * ((w * e) @ s**2)
+        if idx.size == 1:
+            top, overlaps = edge, np.zeros(K)
+        else:
+            resolvent = lambda z: data_resolvent(z, J2, theta[i], c, s, e, w, Qb, Gam)  # noqa: E731
+            ceiling = edge + theta[i] * c[0] + 1.0  # ||W|| <= 2J + theta c_1: the memory is negative
+            top, overlaps = top_outlier(resolvent, edge, ceiling, guess)
+        guess = top
+        values = learning_curves(top, overlaps[0], W_data, c, beta, J2, teacher)
+        out["top_eigenvalue"][j] = top
+        out["top_overlap"][j] = overlaps[0]
+        for name, value in values.items():
+            if name in out:
+                out[name][j] = value
+    return out
+
+
+def assemble_curves(arrays, mid, coarse, positions, count, teacher):
+    """Put the spectral curves of the ``h`` and ``2h`` grids, extrapolated, into ``arrays`` (NaN
+    at report times without them); returns ``(test_loss, train_loss, error estimate)``. The test
+    loss is the forward KL from the teacher, or the training NLL without one."""
+    error = 0.0
+    for name in CURVE_NAMES:
+        if name in ("forward_kl", "reverse_kl") and teacher is None:
+            continue
+        full = np.full(count, np.nan)
+        extrapolated = mid[name] + (mid[name] - coarse[name]) / 3
+        full[positions] = extrapolated
+        if positions.size:
+            error = max(error, float(np.max(np.abs(mid[name] - coarse[name]))) / 3)
+        if name != "train_loss":
+            arrays[name] = full
+        else:
+            train = full
+    test = arrays["forward_kl"] if teacher is not None else train
+    return test.copy(), train, error
+
+
+def memory_window(T: float, gamma: float, amplitude: float, rtol: float) -> float:
+    """``L`` such that kernels bounded by ``amplitude e^{-gamma (t-u)/2}`` integrate to
+    ``epsilon = rtol/100`` beyond it: ``L = (2/gamma) ln(2 amplitude / (gamma epsilon))`` (at most ``T``)."""
+    epsilon = rtol / 100
+    return min(T, max(2 / gamma * math.log(max(2 * amplitude / gamma, 1.0) / epsilon), 0.0))
 
 
 def _richardson(levels, problem):
