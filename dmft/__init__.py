@@ -7,6 +7,7 @@ curves (dynamical mean-field theory, or a closed form where one exists);
 
 from . import saxe, schedules
 from .boltzmann import DataCovariance, Langevin, SphericalBoltzmann, SpikedTeacher
+from .boltzmann_equilibrium import Equilibrium, equilibrium, phase_diagram
 from ._implicit_bias import implicit_bias, minimum_q_interpolator
 from .data import GaussianData, PowerLaw, SparseTeacher, Spectrum
 from .errors import DivergenceError, UnsupportedError
@@ -43,4 +44,7 @@ __all__ = [
     "DataCovariance",
     "SpikedTeacher",
     "Langevin",
+    "Equilibrium",
+    "equilibrium",
+    "phase_diagram",
 ]
