@@ -250,7 +250,10 @@ def _condensed_point(chi, s, A, theta_n, c, end, K, J2, beta, qb_nn):
         return coefficient(chi_)[0] - chi_ * A[0] / u
 
     u_max = math.sqrt(max(1.0 - qb_nn, 0.0))
-    u0 = min(max(s[0], 1e-12), u_max * (1 - 1e-12))
+    u0 = s[0]
+    if u0 < 1e-6:  # just after the onset: start where the bare coefficient vanishes (chi = 1/(theta c_1))
+        u0 = math.sqrt(max(1.0 - qb_nn - 1.0 / (beta * theta_c[0]), 0.0))
+    u0 = min(max(u0, 1e-12), u_max * (1 - 1e-12))
     u1 = u0 * (1 - 1e-6)
     f0, f1 = f(u0), f(u1)
     for _ in range(100):  # secant steps, kept inside (0, u_max)
@@ -290,14 +293,21 @@ def solve_equilibrium_chain(model, data, training, *, step=None, started=None, c
     T = training.time
     rtol = training.rtol
     window = memory_window(T, gamma, K / 2 + J2, rtol)
+    spectral_window = memory_window(T, gamma, K / 2 + J2, 100 * rtol)  # the curves need rtol only
     teacher = data if isinstance(data, SpikedTeacher) else None
+    # the condensation onset beta theta(t_c) c_1 = 1 is a grid point (a square-root point of s_1)
+    onset = ()
+    if gamma < beta * c[0]:
+        t_c = -2.0 / gamma * math.log1p(-gamma / (beta * c[0]))
+        if 0 < t_c < T:
+            onset = (t_c,)
     # no fast chain here: the rates are gamma/2 and the condensed mode's (about K c_1 / 2);
     # after extrapolation the error is about (h rate)^3 / 100 (measured in the tests)
     h = 0.5 * (rtol / 1e-4) ** (1 / 3) / max(1.0, gamma, K * c[0] / 2) if step is None else float(step)
     if not (h > 0 and math.isfinite(h)):
         raise ValueError(f"`step` must be positive and finite, got {step}")
     for refinement in range(MAX_REFINEMENTS + 1):
-        t, report = report_grid(T, training.save_at, h)
+        t, report = report_grid(T, training.save_at, h, extra_knots=onset)
         spectral = spectral_indices(report, curves)
         levels = []
         for k in range(3):
@@ -307,7 +317,9 @@ def solve_equilibrium_chain(model, data, training, *, step=None, started=None, c
             windows = []
             for i in spectral_k:
                 lo, q_block, G_block = out["blocks"][int(i)]
-                idx = np.arange(lo, int(i) + 1)
+                keep = max(lo, int(np.searchsorted(grid, grid[int(i)] - spectral_window - 1e-12))) - lo
+                q_block, G_block = q_block[keep:, keep:], G_block[keep:, keep:]
+                idx = np.arange(lo + keep, int(i) + 1)
                 S_win = out["s"][idx]
                 windows.append((int(i), idx, q_block - S_win @ S_win.T, G_block, trapezoid(grid[idx])))
             theta = -np.expm1(-gamma * grid / 2) / gamma
@@ -327,7 +339,9 @@ def solve_equilibrium_chain(model, data, training, *, step=None, started=None, c
             error = max(error, float(np.max(np.abs(y1 - (mid + (mid - coarse) / 3)))) / (2**EXTRAPOLATED_ORDER - 1))
         if error <= rtol or refinement == MAX_REFINEMENTS:
             break
-        h *= 0.9 * (rtol / error) ** (1 / EXTRAPOLATED_ORDER)
+        # the condensation onset is a square-root point (s_1 ~ (t - t_c)^{1/2}): near it the
+        # extrapolated error falls only like h^{3/2}
+        h *= 0.8 * (rtol / error) ** (1 / 1.5)
     status, message = diagnose(
         [("error estimate", error, rtol, f"the step could not be made fine enough in {MAX_REFINEMENTS} refinements; pass a smaller `step`")]
     )

@@ -83,18 +83,29 @@ def top_outlier(resolvent, edge: float, ceiling: float, guess: float | None = No
         return values[0]
 
     low = edge + 1e-7 * max(1.0, ceiling)  # (for J = 0 the "bulk" is a point mass at 0)
-    if smallest(low) > 0:
-        K = resolvent(ceiling).shape[0]
-        return edge, np.zeros(K)
-    high = ceiling
-    # a bracket near the guess (the previous time's eigenvalue), else bisection on the sign
-    if guess is not None and low < guess < high:
-        for width in (1e-3, 1e-2, 1e-1):
-            a, b = max(low, guess - width), min(high, guess + width)
-            if smallest(a) <= 0 < smallest(b):
-                low, high = a, b
+    root = None
+    if guess is not None and low < guess < ceiling:
+        # secant steps from the previous time's eigenvalue; accepted only if they land on a root
+        # with no outlier above it (the smallest eigenvalue of Gd^{-1} positive just above)
+        z0, z1 = guess, guess * (1 + 1e-3) + 1e-6
+        f0, f1 = smallest(z0), smallest(z1)
+        for _ in range(12):
+            if f1 == f0:
                 break
-    root = brentq(smallest, low, high, xtol=1e-13, rtol=1e-13)
+            z2 = z1 - f1 * (z1 - z0) / (f1 - f0)
+            if not low < z2 < ceiling:
+                break
+            z0, f0, z1, f1 = z1, f1, z2, smallest(z2)
+            if abs(z1 - z0) <= 1e-11 * max(1.0, abs(z1)):
+                step = 1e-7 * max(1.0, abs(z1))
+                if smallest(z1 + step) > 0 and smallest(max(z1 - step, low)) <= 0:
+                    root = z1
+                break
+    if root is None:
+        if smallest(low) > 0:
+            K = resolvent(ceiling).shape[0]
+            return edge, np.zeros(K)
+        root = brentq(smallest, low, ceiling, xtol=1e-12, rtol=1e-10)
     # null vector and slope at the root: Gd^{-1}(z) ~ (z - lambda) u u^T / |V|^2
     delta = 1e-6 * max(1.0, abs(root))
     inverse = np.linalg.inv(resolvent(root + delta))

@@ -179,6 +179,7 @@ class _Problem:
         self.teacher = data if isinstance(data, SpikedTeacher) else None
         # memory window: the kernels are bounded by A e^{-gamma (t-u)/2}, A = K nu/2 + nu^2 J^2
         self.window = memory_window(self.T, self.gamma, self.K * self.nu / 2 + self.nu**2 * self.J2, self.rtol)
+        self.spectral_window = memory_window(self.T, self.gamma, self.K * self.nu / 2 + self.nu**2 * self.J2, 100 * self.rtol)
 
     def initial_step(self) -> float:
         """``h`` such that ``(h r)^3.4 ~ rtol`` with ``r`` the chain's fastest rate,
@@ -225,7 +226,8 @@ class _Problem:
         B1 = Qwin.shape[1] if Qwin.ndim == 3 else 1
         windows = []
         for j, i in enumerate(spectral):
-            nb = band[i]
+            # the probe's memory carries e^{-gamma (t-u)/2} too; its curves need rtol, not rtol/100
+            nb = min(band[i], i - int(np.searchsorted(t, t[i] - self.spectral_window - 1e-12)))
             idx = np.arange(i - nb, i + 1)
             lag = idx[:, None] - idx[None, :]
             later = np.maximum(idx[:, None], idx[None, :])
@@ -237,12 +239,13 @@ class _Problem:
         return spectral_curves(windows, t, theta, s_all, self.c, self.beta, self.gamma, self.J2, self.teacher)
 
 
-def report_grid(T: float, save_at, h: float):
+def report_grid(T: float, save_at, h: float, extra_knots=()):
     """Grid times (piecewise uniform between the report knots ``0, save_at..., T``, each interval a
     multiple of 4 steps of at most ``h``, so that every second and every fourth point form the
     coarser grids of the extrapolation) and the report indices (``save_at``, or up to
-    :data:`DEFAULT_REPORTS` grid points on all three grids)."""
-    knots = np.unique(np.concatenate([[0.0], save_at, [T]])) if save_at is not None else np.array([0.0, T])
+    :data:`DEFAULT_REPORTS` grid points on all three grids). ``extra_knots``: further grid points
+    (times where the solution is not smooth)."""
+    knots = np.unique(np.concatenate([[0.0], save_at if save_at is not None else [], extra_knots, [T]]))
     pieces = [np.zeros(1)]
     knot_index = [0]
     for left, right in zip(knots[:-1], knots[1:]):
@@ -288,8 +291,17 @@ def spectral_curves(windows, t, theta, s_all, c, beta, gamma, J2, teacher) -> di
     """Top eigenvalue, its overlap and the learning curves (:mod:`._boltzmann_spectrum`) for each
     window ``(i, idx, Qb, Gam, w)`` (grid index, window indices, bulk correlation, response matrix,
     weights). Returns ``{name: (len(windows),)}``; at ``t = 0`` (no window) ``W = B(0)``."""
+    from threadpoolctl import threadpool_limits
+
     from ._boltzmann_spectrum import data_resolvent, learning_curves, top_outlier
 
+    # the dense solves are a few hundred unknowns: one BLAS thread is fastest, and on shared cores
+    # more threads oversubscribe them (measured 60x slower on the 2-core development machine)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _spectral_curves(windows, t, theta, s_all, c, beta, gamma, J2, teacher, data_resolvent, learning_curves, top_outlier)
+
+
+def _spectral_curves(windows, t, theta, s_all, c, beta, gamma, J2, teacher, data_resolvent, learning_curves, top_outlier):
     K = c.size
     edge = 2 * math.sqrt(J2)
     out = {name: np.full(len(windows), np.nan) for name in CURVE_NAMES}
