@@ -22,7 +22,14 @@ import numpy as np
 from ._validate import positive, positive_int
 from .errors import DivergenceError
 
-__all__ = ["SphericalBoltzmann", "DataCovariance", "SpikedTeacher", "Langevin", "DynamicsDivergenceError"]
+__all__ = [
+    "SphericalBoltzmann",
+    "DataCovariance",
+    "SpikedTeacher",
+    "Langevin",
+    "DynamicsDivergenceError",
+    "check_configuration",
+]
 
 
 class DynamicsDivergenceError(DivergenceError):
@@ -236,3 +243,15 @@ class Langevin:
         return 0.0 if self.likelihood_weight == math.inf else 1.0 / (self.prior_precision * self.likelihood_weight)
 
     replace = replace
+
+
+def check_configuration(model, data, training) -> None:
+    """Raise a ``TypeError`` naming the argument unless ``(model, data, training)`` is a
+    :class:`SphericalBoltzmann`, a :class:`DataCovariance` or :class:`SpikedTeacher`, and a
+    :class:`Langevin`."""
+    if not isinstance(model, SphericalBoltzmann):
+        raise TypeError(f"`model` must be dmft.SphericalBoltzmann, got {type(model).__name__}")
+    if not isinstance(data, (DataCovariance, SpikedTeacher)):
+        raise TypeError(f"`data` must be dmft.DataCovariance or dmft.SpikedTeacher, got {type(data).__name__}")
+    if not isinstance(training, Langevin):
+        raise TypeError(f"`training` must be dmft.Langevin, got {type(training).__name__}")

@@ -42,7 +42,14 @@ import time as _time
 import numpy as np
 
 from dmft._validate import positive, positive_int
-from dmft.boltzmann import DataCovariance, Langevin, SphericalBoltzmann, SpikedTeacher, DynamicsDivergenceError
+from dmft.boltzmann import (
+    DataCovariance,
+    DynamicsDivergenceError,
+    Langevin,
+    SphericalBoltzmann,
+    SpikedTeacher,
+    check_configuration,
+)
 from dmft.result import Result
 
 from ._backend import add_outer, array_module, check_backend, to_numpy
@@ -116,7 +123,7 @@ def simulate_boltzmann(
     check_backend(backend, ("numpy", "cupy"))
     if spectrum not in SPECTRUM_CHOICES:
         raise ValueError(f"`spectrum` must be one of {SPECTRUM_CHOICES}, got {spectrum!r}")
-    _check_types(model, data, training)
+    check_configuration(model, data, training)
     count = data.resolve().samples
     if dim < count + 2:
         raise ValueError(f"`dim` must be at least K + 2 = {count + 2} (K data directions), got {dim}")
@@ -133,15 +140,6 @@ def simulate_boltzmann(
 
     with threadpool_limits(limits=threads, user_api="blas"):
         return _run(model, data, training, dim, seeds, backend, seed, step, spectrum, progress, times, start)
-
-
-def _check_types(model, data, training) -> None:
-    if not isinstance(model, SphericalBoltzmann):
-        raise TypeError(f"`model` must be dmft.SphericalBoltzmann, got {type(model).__name__}")
-    if not isinstance(data, (DataCovariance, SpikedTeacher)):
-        raise TypeError(f"`data` must be dmft.DataCovariance or dmft.SpikedTeacher, got {type(data).__name__}")
-    if not isinstance(training, Langevin):
-        raise TypeError(f"`training` must be dmft.Langevin, got {type(training).__name__}")
 
 
 class _Machines:

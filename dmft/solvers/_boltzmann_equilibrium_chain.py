@@ -275,7 +275,7 @@ def solve_equilibrium_chain(model, data, training, *, step=None, started=None, c
     from .boltzmann import (
         EXTRAPOLATED_ORDER,
         MAX_REFINEMENTS,
-        assemble_curves,
+        dynamics_result,
         memory_window,
         report_grid,
         spectral_curves,
@@ -354,28 +354,8 @@ def solve_equilibrium_chain(model, data, training, *, step=None, started=None, c
         "multiplier": 1.0 / chi + J2 * chi,
         "susceptibility": chi,
     }
-    times = t[report]
-    test_loss, train_loss, curve_error = assemble_curves(
-        arrays, levels[0], levels[1], spectral_indices(np.arange(times.size), curves), times.size, teacher
-    )
-    return Result(
-        model=model,
-        data=data,
-        training=training,
-        test_loss=test_loss,
-        train_loss=train_loss,
-        method="dmft",
-        arrays=arrays,
-        time=times,
-        status=status,
-        message=message,
-        info={
-            "step": h,
-            "window": window,
-            "grid_points": int(t.size),
-            "error_estimate": float(error),
-            "curves_error_estimate": curve_error,
-            "refinements": refinement,
-            "wall_time_s": _time.perf_counter() - started,
-        },
+    return dynamics_result(
+        model, data, training, arrays, levels, t[report], curves, teacher, status, message,
+        {"step": h, "window": window, "grid_points": int(t.size), "error_estimate": float(error), "refinements": refinement},
+        started,
     )

@@ -37,7 +37,14 @@ import time as _time
 
 import numpy as np
 
-from ..boltzmann import DataCovariance, DynamicsDivergenceError, Langevin, SphericalBoltzmann, SpikedTeacher
+from ..boltzmann import (
+    DataCovariance,
+    DynamicsDivergenceError,
+    Langevin,
+    SphericalBoltzmann,
+    SpikedTeacher,
+    check_configuration,
+)
 from ..result import Result, diagnose
 from . import register
 from ._boltzmann_kernels import integrate_numba, integrate_numpy
@@ -92,6 +99,7 @@ def solve_langevin(
     ------
     dmft.boltzmann.DynamicsDivergenceError : the equations blew up numerically (names the time).
     """
+    check_configuration(model, data, training)
     if backend not in ("numba", "numpy"):
         raise ValueError(f"`backend` must be 'numba' or 'numpy' for this solver, got {backend!r}")
     if curves not in CURVE_CHOICES:
@@ -137,7 +145,21 @@ def solve_langevin(
         "R": values["R"],
         "multiplier": values["kappa"] / problem.nu,
     }
-    test_loss, train_loss, curve_error = assemble_curves(arrays, levels[0], levels[1], spectral_indices(np.arange(times.size), curves), times.size, problem.teacher)
+    return dynamics_result(
+        model, data, training, arrays, levels, times, curves, problem.teacher, status, message,
+        {"step": h, "window": problem.window, "grid_points": int(levels[0]["grid_points"]), "error_estimate": float(error),
+         "refinements": refinement, "backend": backend},
+        started,
+    )
+
+
+def dynamics_result(model, data, training, arrays, levels, times, curves, teacher, status, message, info, started) -> Result:
+    """The :class:`dmft.Result` of a dynamics solve: ``arrays`` plus the spectral curves of the
+    ``h`` and ``2h`` levels (:func:`assemble_curves`), ``info`` plus their error estimate and the
+    wall time since ``started``."""
+    test_loss, train_loss, curve_error = assemble_curves(
+        arrays, levels[0], levels[1], spectral_indices(np.arange(times.size), curves), times.size, teacher
+    )
     return Result(
         model=model,
         data=data,
@@ -149,16 +171,7 @@ def solve_langevin(
         time=times,
         status=status,
         message=message,
-        info={
-            "step": h,
-            "window": problem.window,
-            "grid_points": int(levels[0]["grid_points"]),
-            "error_estimate": float(error),
-            "curves_error_estimate": curve_error,
-            "refinements": refinement,
-            "backend": backend,
-            "wall_time_s": _time.perf_counter() - started,
-        },
+        info={**info, "curves_error_estimate": curve_error, "wall_time_s": _time.perf_counter() - started},
     )
 
 
