@@ -24,9 +24,11 @@ Phases. Paramagnetic: ``s = 0``, ``q = 0``, ``chi = beta`` (``G(k) = beta``), va
 (the solver detects when the bulk would condense, ``chi -> 1/J`` (the sticky phase), and raises);
 a second condensing mode shows up in the spectral curves (two outliers at the multiplier).
 
-Discretisation: trapezoidal sums on the grid, each time solved by fixed-point iteration on the
-new row (``q(t_n, .)``, the response row, ``s``) with ``(chi, s_1)`` from the spherical constraint
-and the condensed mode's equation (Newton). Memory ``O(n^2)``, time ``O(n^2)`` per step.
+Discretisation: trapezoidal sums on the grid over the memory window, each time solved by
+Anderson-accelerated fixed-point iteration on the new row (``q(t_n, .)``, the response row, ``s``)
+with ``(chi, s_1)`` from the spherical constraint and the condensed mode's equation divided by
+``s_1`` (secant steps; the division removes the paramagnetic root). Storage is a ring over the
+window: memory ``O(B^2)``, time ``O(B^2)`` per step and sweep (``B`` grid points per window).
 """
 
 from __future__ import annotations
@@ -133,15 +135,11 @@ def integrate_equilibrium_chain(t, c, beta, gamma, J2, window, report, spectral=
             q_row = np.zeros(m)
             G_row = np.zeros(m)
             qb_nn = 0.0
-        else:  # predictor: the previous row, shifted by one step (lag coordinates)
+        else:  # start the iteration from the previous row at the same columns
             previous = (n - 1) % B1
             chi_n, s_new = chi[n - 1], S[n - 1].copy()
-            q_row = np.append(q[previous, past[:-1]], q[previous, previous]) if m > 1 else np.array([q[previous, previous]])
-            G_row = np.append(G[previous, past[:-1]], 0.0) if m > 1 else np.zeros(1)
-            if m > 1 and first[n - 1] < lo:  # the window moved: drop the oldest
-                pass
-            q_row = q_row[-m:] if q_row.size >= m else np.concatenate([np.zeros(m - q_row.size), q_row])
-            G_row = G_row[-m:] if G_row.size >= m else np.concatenate([np.zeros(m - G_row.size), G_row])
+            q_row = np.append(q[previous, past[:-1]], q[previous, previous])
+            G_row = np.append(G[previous, past[:-1]], 0.0)
             qb_nn = q[previous, previous] - float(S[n - 1] @ S[n - 1])
 
         def sweep(x):
