@@ -6,6 +6,8 @@ curves (dynamical mean-field theory, or a closed form where one exists);
 """
 
 from . import saxe, schedules
+from .boltzmann import DataCovariance, Langevin, SphericalBoltzmann, SpikedTeacher
+from .boltzmann_equilibrium import Equilibrium, equilibrium, phase_diagram
 from ._implicit_bias import implicit_bias, minimum_q_interpolator
 from .data import GaussianData, PowerLaw, SparseTeacher, Spectrum
 from .errors import DivergenceError, UnsupportedError
@@ -50,4 +52,11 @@ __all__ = [
     "solve",
     "studies",
     "sweep",
+    "SphericalBoltzmann",
+    "DataCovariance",
+    "SpikedTeacher",
+    "Langevin",
+    "Equilibrium",
+    "equilibrium",
+    "phase_diagram",
 ]

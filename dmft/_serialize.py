@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from . import boltzmann as _boltzmann
 from . import data as _data
 from . import models as _models
 from . import training as _training
@@ -24,6 +25,10 @@ CONFIG_TYPES: dict[str, type] = {
         _training.GradientDescent,
         _training.OnlineSGD,
         _training.GradientFlow,
+        _boltzmann.SphericalBoltzmann,
+        _boltzmann.DataCovariance,
+        _boltzmann.SpikedTeacher,
+        _boltzmann.Langevin,
     )
 }
 

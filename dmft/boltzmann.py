@@ -20,8 +20,33 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._validate import positive, positive_int
+from .errors import DivergenceError
 
-__all__ = ["SphericalBoltzmann", "DataCovariance", "SpikedTeacher", "Langevin"]
+__all__ = [
+    "SphericalBoltzmann",
+    "DataCovariance",
+    "SpikedTeacher",
+    "Langevin",
+    "DynamicsDivergenceError",
+    "check_configuration",
+]
+
+
+class DynamicsDivergenceError(DivergenceError):
+    """Langevin training (its large-N equations or a finite-N simulation) blew up numerically.
+
+    The message names the time reached and the numerical parameter to lower (the solver's
+    ``rtol`` or the simulation's ``step``): with ``prior_precision > 0`` the exact dynamics stays
+    bounded, so a blow-up is a numerical one.
+    """
+
+    def __init__(self, what: str, time: float, parameter: str, value: float):
+        self.time = float(time)
+        self.step = None
+        self.learning_rate = None
+        FloatingPointError.__init__(
+            self, f"{what} became non-finite at time {self.time:.6g}; lower `{parameter}` (got {value:g})"
+        )
 
 
 def _positive_or_inf(name: str, value) -> float:
@@ -105,8 +130,34 @@ class SpikedTeacher:
         object.__setattr__(self, "strength", strength)
         object.__setattr__(self, "samples", positive_int("samples", self.samples))
 
+    @property
+    def condensed_fraction(self) -> float:
+        """``m* = 1 - 1/omega*``: the fraction of ``|x|^2`` a teacher sample puts on the spike.
+
+        The teacher is the spherical machine ``W* = omega* u u^T`` at ``beta = 1``: its spherical
+        multiplier sticks to the spike's eigenvalue, ``mu* = omega*``, the ``N - 1`` other
+        directions share ``1/omega*`` of the norm, the spike the rest (docs/spherical.md)."""
+        return 1.0 - 1.0 / self.strength
+
     def resolve(self) -> DataCovariance:
-        raise NotImplementedError  # filled in with the theory (issue 12)
+        """The typical (``N -> infinity``) spectrum of the ``K`` samples' covariance.
+
+        A sample is ``x_mu = sqrt(N) (sigma_mu sqrt(m*) u + sqrt(1 - m*) z_mu)`` with random signs
+        and nearly orthogonal ``z_mu``, so the Gram matrix ``x_mu . x_nu / N`` is
+        ``m* sigma sigma^T + (1 - m*) I``: eigenvalues ``1 + (K - 1) m*`` (once) and ``1 - m* =
+        1/omega*`` (``K - 1`` times); for ``K = 2``: ``(2 - 1/omega*, 1/omega*)``.
+        """
+        m = self.condensed_fraction
+        rest = [1.0 - m] * (self.samples - 1)
+        top = self.samples - sum(rest)  # = 1 + (K - 1) m*, written so the sum is K to round-off
+        return DataCovariance(eigenvalues=(top, *rest))
+
+    @property
+    def teacher_overlap(self) -> float:
+        """``(u . e_1)^2`` at large ``N``: the squared overlap of the teacher's spike with the top
+        data direction, ``K m* / c_1`` (the spike's part outside the data span is random)."""
+        c1 = self.resolve().eigenvalues[0]
+        return self.samples * self.condensed_fraction / c1
 
     replace = replace
 
@@ -128,6 +179,12 @@ class Langevin:
     save_at : times at which to report (increasing, within ``[0, time]``), or ``None`` (the
         solver's grid).
     rtol : target relative accuracy of the reported observables.
+    initial_overlaps : ``s_a(0)``, the overlaps of the chain's starting point with the ``K`` data
+        directions (``sum_a s_a(0)^2 <= 1``; the rest of ``x(0)`` is uniform on the sphere
+        orthogonal to the data), or ``None``: ``s_a(0) = sqrt(c_a / K)``, a point of the data's
+        span with the data's second moments (on the sphere). Zeros start the chain uniformly on the
+        sphere: the large-N overlaps then stay 0 (a finite-N chain leaves that unstable state after
+        a time ``~ ln N``). Ignored for ``chain_speed = inf`` (the negative phase is at equilibrium).
     """
 
     time: float = 100.0
@@ -136,6 +193,7 @@ class Langevin:
     chain_speed: float = 1.0
     save_at: tuple[float, ...] | None = None
     rtol: float = 1e-4
+    initial_overlaps: tuple[float, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "time", positive("time", self.time))
@@ -149,5 +207,51 @@ class Langevin:
         checked = GradientFlow(time=self.time, save_at=self.save_at, rtol=self.rtol)
         object.__setattr__(self, "save_at", checked.save_at)
         object.__setattr__(self, "rtol", checked.rtol)
+        if self.initial_overlaps is not None:
+            try:
+                overlaps = np.atleast_1d(np.asarray(self.initial_overlaps, dtype=float))
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"`initial_overlaps` must be None or a sequence of numbers, got {self.initial_overlaps!r}"
+                ) from None
+            if overlaps.ndim != 1 or overlaps.size == 0 or not np.all(np.isfinite(overlaps)):
+                raise ValueError(f"`initial_overlaps` must be a non-empty 1-D sequence of finite numbers, got {self.initial_overlaps!r}")
+            if float(np.sum(overlaps**2)) > 1 + 1e-12:
+                raise ValueError(
+                    f"`initial_overlaps` must satisfy sum s_a^2 <= 1 (x(0) lies on the sphere), got "
+                    f"sum {float(np.sum(overlaps**2)):.6g}"
+                )
+            object.__setattr__(self, "initial_overlaps", tuple(float(v) for v in overlaps))
+
+    def start(self, data) -> np.ndarray:
+        """``s_a(0)`` for ``data`` (a :class:`DataCovariance` or :class:`SpikedTeacher`): the given
+        ``initial_overlaps`` (checked to have ``K`` entries) or ``sqrt(c_a / K)``."""
+        spectrum = np.asarray(data.resolve().eigenvalues)
+        if self.initial_overlaps is None:
+            return np.sqrt(spectrum / spectrum.size)
+        if len(self.initial_overlaps) != spectrum.size:
+            raise ValueError(
+                f"`initial_overlaps` needs one overlap per data direction: K = {spectrum.size}, "
+                f"got {len(self.initial_overlaps)}"
+            )
+        return np.asarray(self.initial_overlaps)
+
+    @property
+    def noise_variance(self) -> float:
+        """``J^2 = 1/(gamma eta)``: the variance of the couplings' stationary GOE bulk
+        (semicircle edge ``2 J``); 0 for MAP (``eta = inf``)."""
+        return 0.0 if self.likelihood_weight == math.inf else 1.0 / (self.prior_precision * self.likelihood_weight)
 
     replace = replace
+
+
+def check_configuration(model, data, training) -> None:
+    """Raise a ``TypeError`` naming the argument unless ``(model, data, training)`` is a
+    :class:`SphericalBoltzmann`, a :class:`DataCovariance` or :class:`SpikedTeacher`, and a
+    :class:`Langevin`."""
+    if not isinstance(model, SphericalBoltzmann):
+        raise TypeError(f"`model` must be dmft.SphericalBoltzmann, got {type(model).__name__}")
+    if not isinstance(data, (DataCovariance, SpikedTeacher)):
+        raise TypeError(f"`data` must be dmft.DataCovariance or dmft.SpikedTeacher, got {type(data).__name__}")
+    if not isinstance(training, Langevin):
+        raise TypeError(f"`training` must be dmft.Langevin, got {type(training).__name__}")

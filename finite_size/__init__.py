@@ -8,6 +8,7 @@ multi-output networks of Saxe, McClelland & Ganguli (2014).
 """
 
 from . import saxe
+from .boltzmann import simulate_boltzmann
 from .simulate import simulate
 
-__all__ = ["saxe", "simulate"]
+__all__ = ["saxe", "simulate", "simulate_boltzmann"]

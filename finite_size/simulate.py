@@ -35,6 +35,7 @@ from .problem import (
     sample_inputs,
     sample_teacher,
 )
+from .boltzmann import SphericalBoltzmann, simulate_boltzmann
 
 __all__ = ["simulate", "Problem", "sample_problem"]
 
@@ -134,6 +135,8 @@ def simulate(
         the initial test loss (names the step and the rate of the step that diverged; for a flow the
         flow time).
     """
+    if isinstance(model, SphericalBoltzmann):  # Langevin training: finite_size/boltzmann.py (issue 12)
+        return simulate_boltzmann(model, data, training, dim=dim, seeds=seeds, backend=backend, seed=seed, progress=progress)
     dim = positive_int("dim", dim)
     seeds = positive_int("seeds", seeds)
     seed = positive_int("seed", seed, minimum=0)

@@ -103,3 +103,4 @@ from . import linear  # noqa: E402,F401
 from . import deep  # noqa: E402,F401
 from . import diagonal  # noqa: E402,F401
 from . import residual, infinite_depth  # noqa: E402,F401
+from . import boltzmann  # noqa: E402,F401
