@@ -355,13 +355,15 @@ class InputSide:
         if self.has_psi:
             R_v_t = packed_row(self.R_v, t)
             R_v_t[:] = self._response_weight @ V_psi_t
+            r = packed_row(self.R_Delta, t)
             if self.full_batch:
-                r = packed_row(self.R_Delta, t)
                 scale = 1.0 / math.sqrt(self.alpha)
                 diagonal = 1.0 / (1.0 - scale * R_v_t[t])
                 if t:
                     r[:t] = diagonal * scale * ops.vecmat(R_v_t[None, :t], self.R_Delta[None], t)[0]
                 r[t] = diagonal
+            else:  # online: R_Delta = I
+                r[t] = 1.0
 
         # C_{v_k}(t, s) = b_k V_beta(t) V_beta(s) + V_xi(t) C_g1 V_xi(s)^T + V_psi(t) C_Delta V_psi(s)^T,
         # in the same pass over V_xi, V_psi the new rows of u_k(t) = lambda_k R_Delta(t) v_k + ...

@@ -115,34 +115,40 @@ MAX_UPDATE = 0.25
 
 
 def solve_row(solver, t: int, *, tolerance: float, max_sweeps: int = 60, memory: int = 5) -> int:
-    """Row ``t`` of ``solver`` by repeated sweeps (``solver.sweep(t)``) until its row state
-    (row ``t`` of the packed arrays ``solver.row_state()``: what a sweep reads before writing it) stops changing, with Anderson mixing of the last ``memory`` iterates. One sweep is exact
-    when ``d_t = 0``. Returns the number of sweeps; raises :class:`RowSolveError` when the iteration
-    does not converge to ``tolerance`` (relative to each array's largest entry) within ``max_sweeps``.
+    """Row ``t`` of ``solver`` by repeated sweeps (``solver.sweep(t)``) until its row state (row ``t``
+    of the packed arrays ``solver.row_state()``: what a sweep reads before writing it) stops
+    changing, with Anderson mixing of the last ``memory`` iterates. One sweep is exact when
+    ``d_t = 0``. Returns the number of sweeps; raises :class:`RowSolveError` when the iteration does
+    not converge to ``tolerance`` (relative to each array's scale) within ``max_sweeps``.
 
     Anderson (type II, Walker & Ni 2011): with ``x_k`` the state and ``f_k = G(x_k) - x_k`` the
     change a sweep makes, the next state is ``G(x_k) - sum_j gamma_j (G(x_j+1) - G(x_j))`` with
     ``gamma`` the least-squares coefficients that minimise ``|f_k - sum_j gamma_j (f_{j+1} - f_j)|``.
+    A step is cut to a relative change of ``MAX_UPDATE`` at most (a trust region: the equations
+    are quadratic in the row through the covariances, and a far-off first guess could otherwise
+    overshoot to another root).
     """
     if solver.grid.diagonal[t] == 0.0:
         solver.sweep(t)
         return 1
     arrays = solver.row_state()
     views = [packed_row(array, t) for array in arrays]
-    bounds = np.cumsum([0] + [v.size for v in views])
+    starts = np.cumsum([0] + [v.size for v in views])[:-1]
+    sizes = np.array([v.size for v in views])
     # scale of each array: its largest entry in row t, floored at SCALE_FLOOR times its largest
     # diagonal entry so far (correlations are bounded by their diagonal, responses carry their
     # equal-time part there): a row that decays to zero (the forward fields at convergence) is then
     # converged in absolute terms
     diagonal = np.arange(t + 1) * (np.arange(t + 1) + 3) // 2
-    floors = [SCALE_FLOOR * float(np.max(np.abs(array[diagonal]))) for array in arrays]
+    floors = np.maximum(SCALE_FLOOR * np.abs(np.stack([array[diagonal] for array in arrays])).max(axis=1), 1e-300)
+    buffer = np.empty(int(sizes.sum()))
 
     def gather():
-        return np.concatenate([v.ravel() for v in views])
+        return np.concatenate(views, out=np.empty_like(buffer))
 
     def scatter(x):
-        for v, start, stop in zip(views, bounds[:-1], bounds[1:]):
-            v[...] = x[start:stop]
+        for v, start, size in zip(views, starts, sizes):
+            v[...] = x[start : start + size]
 
     x = gather()
     xs, gs = [], []
@@ -154,12 +160,11 @@ def solve_row(solver, t: int, *, tolerance: float, max_sweeps: int = 60, memory:
         except (FloatingPointError, ZeroDivisionError, ValueError) as error:
             raise RowSolveError(f"row {t}, sweep {sweep}: {error}") from error
         g = gather()
-        if not np.all(np.isfinite(g)):
-            raise RowSolveError(f"row {t}: non-finite values in sweep {sweep}")
+        scales = np.repeat(np.maximum(np.maximum.reduceat(np.abs(g), starts), floors), sizes)
         f = g - x
-        scales = np.concatenate([np.full(stop - start, max(float(np.max(np.abs(g[start:stop]), initial=0.0)), floor, 1e-300))
-                                 for start, stop, floor in zip(bounds[:-1], bounds[1:], floors)])  # fmt: skip
         change = float(np.max(np.abs(f) / scales))
+        if not math.isfinite(change):
+            raise RowSolveError(f"row {t}: non-finite values in sweep {sweep}")
         if change <= tolerance:
             return sweep
         xs.append(x)
@@ -168,17 +173,14 @@ def solve_row(solver, t: int, *, tolerance: float, max_sweeps: int = 60, memory:
             xs.pop(0)
             gs.pop(0)
         if len(xs) >= 2:
-            fs = [gj - xj for gj, xj in zip(gs, xs)]
-            df = np.stack([fs[j + 1] - fs[j] for j in range(len(fs) - 1)], axis=1) / scales[:, None]
-            dg = np.stack([gs[j + 1] - gs[j] for j in range(len(gs) - 1)], axis=1)
-            gamma, *_ = np.linalg.lstsq(df, f / scales, rcond=None)
-            proposal = g - dg @ gamma
+            G = np.stack(gs, axis=1)
+            F = (G - np.stack(xs, axis=1)) / scales[:, None]
+            gamma, *_ = np.linalg.lstsq(np.diff(F, axis=1), f / scales, rcond=None)
+            proposal = g - np.diff(G, axis=1) @ gamma
         else:
             proposal = g
-        # trust region: the equations are quadratic in the row (covariances), so a far-off first
-        # guess (the band near the diagonal of a longer step) can overshoot into a wrong branch
         jump = float(np.max(np.abs(proposal - x) / scales))
-        x = x + min(1.0, MAX_UPDATE / jump) * (proposal - x) if jump > MAX_UPDATE else proposal
+        x = x + (MAX_UPDATE / jump) * (proposal - x) if jump > MAX_UPDATE else proposal
         scatter(x)
     raise RowSolveError(f"row {t}: the implicit row did not converge in {max_sweeps} sweeps (last change {change:.2e})")
 
