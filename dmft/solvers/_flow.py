@@ -123,14 +123,17 @@ def _predict_row(solver, t: int) -> None:
     extrapolation across changing steps gets badly wrong); the others extrapolated quadratically in
     the later time at a fixed earlier time from rows ``t-3 .. t-1``."""
     times = solver.grid.time
-    band = min(BAND + 4, t + 1)
+    band = min(BAND + 4, t)
+    far = t + 1 - band  # columns s < far are far from the diagonal
     for array in solver.row_state():
         new = packed_row(array, t)
         previous = packed_row(array, t - 1)
-        new[t + 1 - band :] = previous[t - band :]
-        if t - band >= 0:
-            weights = _lagrange(times[t - 3 : t], times[t])  # rows t-3, t-2, t-1
-            new[: t + 1 - band] = sum(w * packed_row(array, t - 3 + k, t + 1 - band) for k, w in enumerate(weights))
+        new[far:] = previous[far - 1 :]
+        if far > 0 and t >= BAND + 7:  # rows t-3..t-1 are all smooth at these columns
+            weights = _lagrange(times[t - 3 : t], times[t])
+            new[:far] = sum(w * packed_row(array, t - 3 + k, far) for k, w in enumerate(weights))
+        else:
+            new[:far] = previous[:far]
 
 
 def integrate(solver, training, *, noise: float, progress: bool, label: str, bytes_per_time_squared: float) -> FlowRun:

@@ -102,21 +102,16 @@ from ._data_side import (
 from ._network import (
     TimeGrid,
     check_memory,
+    data_mode_of,
+    self_consistency_threshold,
     make_input_side,
     march_steps,
     solve_row,
     supports_gaussian_teacher,
 )
 
-__all__ = ["solve_deep_linear", "DeepLinearDMFT", "whole_window_equations", "SELF_CONSISTENCY_THRESHOLD"]
+__all__ = ["solve_deep_linear", "DeepLinearDMFT", "whole_window_equations"]
 
-# Self-consistency residual (relative to the largest order parameter) above which a result is
-# flagged. The forward solve and the whole-window re-evaluation compute the same finite sums in a
-# different order: each entry carries a relative round-off of ~ (number of terms) x eps, and the
-# triangular solves of the re-evaluation amplify it by their condition number. Measured: 1e-16 to
-# 1e-14 at T = 40-800 (depths 1-3). 1e-9 leaves five decades for ill-conditioned (slow) dynamics
-# and still catches any wrong equation, which shows up at O(1).
-SELF_CONSISTENCY_THRESHOLD = 1e-9
 
 
 class _Layer:
@@ -434,8 +429,8 @@ def solve_deep_linear(
     self_consistency : after the solve, re-evaluate every equation on the whole window with the
         final order parameters (:func:`whole_window_equations`, ``O((L + modes) T^3)`` matrix
         products) and report the largest difference in ``info``; above
-        :data:`SELF_CONSISTENCY_THRESHOLD` the result's ``status`` is 1 (with an
-        :class:`dmft.AccuracyWarning`). Discrete training only (the flow reports its own error).
+        :func:`dmft.solvers._network.self_consistency_threshold` the result's ``status`` is 1 (with
+        an :class:`dmft.AccuracyWarning`). For the flow it checks the convergence of the implicit rows.
     order_parameters : return the two-time order parameters in ``arrays`` (default: yes for
         discrete training, no for the flow, whose grid can be long).
     backend : ``"numba"`` (default: compiled loops over the lower triangles) or ``"numpy"`` (the
@@ -493,6 +488,7 @@ def solve_deep_linear(
 
     started = time.perf_counter()
     info = {"modes": spectrum.modes, "richness": gamma0, "backend": backend}
+    checks, report = [], {}
     if flow:
         from ._flow import integrate
 
@@ -500,21 +496,15 @@ def solve_deep_linear(
         run = integrate(solver, training, noise=data.noise, progress=progress, label="dmft flow",
                         bytes_per_time_squared=DeepLinearDMFT.bytes_per_time_squared(depth, spectrum.modes, data_mode))  # fmt: skip
         info.update(run.info)
-        info["solve_time_s"] = time.perf_counter() - started
-        arrays = solver.order_parameters(run.times) if order_parameters else {}
-        arrays["grid_time"] = solver.grid.time[: run.times].copy()
-        return dmft_result(solver.input, model, data, training, arrays, info, times=run.times,
-                           time=run.report_time, checks=run.checks, curves=run.curves)  # fmt: skip
-
-    _, data_mode_guess = (None, "online" if isinstance(training, OnlineSGD) else "full_batch")
-    check_memory(DeepLinearDMFT.bytes_per_time_squared(depth, spectrum.modes, data_mode_guess), training.steps + 1,
-                 what=f"the depth-{depth} DMFT of {training.steps} steps")  # fmt: skip
-    solver, alpha, data_mode = build(training.steps + 1)
-    march_steps(solver.sweep, solver.input, training, data.noise, progress, "dmft")
+        times, checks, report = run.times, list(run.checks), dict(time=run.report_time, curves=run.curves)
+    else:
+        check_memory(DeepLinearDMFT.bytes_per_time_squared(depth, spectrum.modes, data_mode_of(data, training)[0]),
+                     training.steps + 1, what=f"the depth-{depth} DMFT of {training.steps} steps")  # fmt: skip
+        solver, alpha, data_mode = build(training.steps + 1)
+        march_steps(solver.sweep, solver.input, training, data.noise, progress, "dmft")
+        times = training.steps + 1
     info["solve_time_s"] = time.perf_counter() - started
-    times = training.steps + 1
     arrays = solver.order_parameters(times) if (order_parameters or self_consistency) else {}
-    checks = []
     if self_consistency:
         started = time.perf_counter()
         recomputed = whole_window_equations(
@@ -524,8 +514,10 @@ def solve_deep_linear(
         )  # fmt: skip
         info.update(self_consistency_info(recomputed, arrays))
         info["residual_time_s"] = time.perf_counter() - started
-        checks.append(("self_consistency_relative", info["self_consistency_relative"], SELF_CONSISTENCY_THRESHOLD,
-                       "the equations are not solved to round-off (ill-conditioned run): report this case"))  # fmt: skip
+        checks.append(("self_consistency_relative", info["self_consistency_relative"], self_consistency_threshold(training),
+                       "the equations are not solved to their tolerance: report this case"))  # fmt: skip
         if not order_parameters:
             arrays = {}
-    return dmft_result(solver.input, model, data, training, arrays, info, times=times, checks=checks)
+    if flow:
+        arrays["grid_time"] = solver.grid.time[:times].copy()
+    return dmft_result(solver.input, model, data, training, arrays, info, times=times, checks=checks, **report)

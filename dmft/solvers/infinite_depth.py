@@ -52,6 +52,7 @@ from ._data_side import InputSide, dmft_result, grow_arrays, packed_row, unpack
 from ._network import (
     TimeGrid,
     check_memory,
+    data_mode_of,
     check_steps,
     make_input_side,
     march_steps,
@@ -500,7 +501,7 @@ def solve_infinite_depth(
             coarse, _ = build(times, TimeGrid(times), coarse_steps)
             replay(coarse, solver.grid.time[:times], training.rtol)
     else:
-        check_memory(InfiniteDepthDMFT.bytes_per_time_squared(layer_steps, spectrum.modes, "full_batch"),
+        check_memory(InfiniteDepthDMFT.bytes_per_time_squared(layer_steps, spectrum.modes, data_mode_of(data, training)[0]),
                      training.steps + 1, what=f"the infinite-depth DMFT of {training.steps} steps")  # fmt: skip
         solver, data_mode = build(training.steps + 1, TimeGrid.from_rates(training.rates), layer_steps)
         march_steps(solver.sweep, solver.input, training, data.noise, progress, "dmft depth=inf")

@@ -101,6 +101,8 @@ from ._data_side import (
 from ._network import (
     TimeGrid,
     check_memory,
+    data_mode_of,
+    self_consistency_threshold,
     check_steps,
     make_input_side,
     march_steps,
@@ -614,8 +616,8 @@ def solve_residual_linear(
         time ``O(L^2 T^3)``: small problems only).
     self_consistency : re-evaluate every equation on the whole window in matrix form
         (:func:`whole_window_equations`, ``O(L T^3)`` BLAS, several times the solve itself) and report
-        the largest difference in ``info``; above :data:`dmft.solvers.deep.SELF_CONSISTENCY_THRESHOLD`
-        the result is flagged (``status`` 1). Default: off for discrete training, on for the flow
+        the largest difference in ``info``; above
+        :func:`dmft.solvers._network.self_consistency_threshold` the result is flagged (``status`` 1). Default: off for discrete training, on for the flow
         (where it checks the implicit rows).
     order_parameters : return the two-time order parameters (default: yes for discrete training,
         no for the flow).
@@ -687,7 +689,7 @@ def solve_residual_linear(
         times, checks, report = run.times, list(run.checks), dict(time=run.report_time, curves=run.curves)
         cross_default = []
     else:
-        check_memory(ResidualDMFT.bytes_per_time_squared(depth, spectrum.modes, "full_batch"), training.steps + 1,
+        check_memory(ResidualDMFT.bytes_per_time_squared(depth, spectrum.modes, data_mode_of(data, training)[0]), training.steps + 1,
                      what=f"the depth-{depth} residual DMFT of {training.steps} steps")  # fmt: skip
         solver, alpha, data_mode = build(training.steps + 1, TimeGrid.from_rates(training.rates))
         march_steps(solver.sweep, solver.input, training, data.noise, progress, "dmft residual")
@@ -713,8 +715,6 @@ def solve_residual_linear(
     info["cross_layer_time_s"] = time.perf_counter() - started
 
     if self_consistency:
-        from .deep import SELF_CONSISTENCY_THRESHOLD
-
         started = time.perf_counter()
         recomputed = whole_window_equations(
             arrays, weights=solver.grid.dense(times), depth=depth, branch=b, gamma0=model.richness,
@@ -724,8 +724,7 @@ def solve_residual_linear(
         )  # fmt: skip
         info.update(self_consistency_info(recomputed, arrays))
         info["residual_time_s"] = time.perf_counter() - started
-        threshold = SELF_CONSISTENCY_THRESHOLD if not flow else max(SELF_CONSISTENCY_THRESHOLD, 1e-3 * training.rtol)
-        checks.append(("self_consistency_relative", info["self_consistency_relative"], threshold,
+        checks.append(("self_consistency_relative", info["self_consistency_relative"], self_consistency_threshold(training),
                        "the equations are not solved to their tolerance: report this case"))  # fmt: skip
     if not order_parameters:
         for name in ORDER_PARAMETERS:
