@@ -164,6 +164,22 @@ def test_two_phase_schedule_matches_simulation(model):
     assert_close_curves(theory.train_loss, sim.train_loss, sim.train_loss_sem, sems=4, allowance=40 / dim, label="train")
 
 
+_SIMULATE_HAS_FLOW = "GradientFlow" in (finite_size.simulate.__doc__ or "")
+
+
+@pytest.mark.skipif(not _SIMULATE_HAS_FLOW, reason="finite_size.simulate without the gradient flow")
+def test_flow_matches_the_flow_of_finite_networks():
+    """Finite networks trained by gradient flow (D = 256, 16 seeds): within 4 standard errors plus
+    the O(1/D) allowance of tests/test_deep.py at 11 times over [0, 5]."""
+    model, data = dmft.DeepLinear(depth=2), dmft.GaussianData(alpha=1.5, noise=0.2)
+    training = dmft.GradientFlow(time=5.0, save_at=tuple(np.linspace(0.0, 5.0, 11)))
+    theory = dmft.solve(model, data, training)
+    dim = 256
+    sim = finite_size.simulate(model, data, training, dim=dim, seeds=16, seed=1)
+    assert_close_curves(theory.test_loss, sim.test_loss, sim.test_loss_sem, sems=4, allowance=20 / dim, label="test")
+    assert_close_curves(theory.train_loss, sim.train_loss, sim.train_loss_sem, sems=4, allowance=40 / dim, label="train")
+
+
 # ------------------------------------------------------------------------------------------------
 # The flow is the eta -> 0 limit of gradient descent
 # ------------------------------------------------------------------------------------------------
