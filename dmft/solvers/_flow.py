@@ -104,8 +104,6 @@ def _milne(times: np.ndarray, t: int, order: int) -> tuple[float, np.ndarray]:
     return q / (q + p), weights
 
 
-
-
 def _lagrange(nodes: np.ndarray, target: float) -> np.ndarray:
     """Weights of the polynomial through ``nodes`` evaluated at ``target``."""
     weights = np.ones(nodes.size)
@@ -247,14 +245,17 @@ def integrate(solver, training, *, noise: float, progress: bool, label: str, byt
     return FlowRun(times=times, report_time=report_time, curves=(test, train, parts), info=info, checks=checks)
 
 
-def replay(solver, times, rtol: float) -> None:
+def replay(solver, times, rtol: float, predict=None) -> int:
     """Solve ``solver`` on the prescribed grid ``times`` with the rule of :func:`integrate` (no step
     control): for comparisons on one grid, e.g. the layer-time error estimate of the infinite-depth
-    solver."""
+    solver. ``predict(t)`` (default: :func:`_predict_row`) sets the first guess of row ``t``.
+    Returns the number of sweeps."""
     times = np.asarray(times, dtype=float)
     solver.grow(times.size)
     solver.sweep(0)
+    sweeps = 1
     for t in range(1, times.size):
         solver.grid.set_bdf_step(t, times[t] - times[t - 1], ORDER)
-        _predict_row(solver, t)
-        solve_row(solver, t, tolerance=ROW_TOLERANCE_FACTOR * rtol)
+        (predict or (lambda row: _predict_row(solver, row)))(t)
+        sweeps += solve_row(solver, t, tolerance=ROW_TOLERANCE_FACTOR * rtol)
+    return sweeps
