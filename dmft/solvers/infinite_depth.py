@@ -58,7 +58,7 @@ from ._network import (
     march_steps,
     supports_gaussian_teacher,
 )
-from .residual import default_cross_layer_steps
+from .residual import ResidualDMFT, default_cross_layer_steps
 
 __all__ = ["solve_infinite_depth", "InfiniteDepthDMFT", "infinite_depth_cross_layer", "LAYER_ERROR_THRESHOLD"]
 
@@ -81,11 +81,12 @@ class _DenseOde:
 
     name = "numpy"
 
-    def __init__(self, points: int, beta2: float, gamma0: float, grid: TimeGrid):
-        self.points, self.beta2, self.g, self.grid = points, beta2, gamma0, grid
+    def __init__(self, layer_steps: int, beta2: float, gamma0: float, grid: TimeGrid):
+        self.layer_steps, self.points = layer_steps, 2 * layer_steps + 1
+        self.beta2, self.g, self.grid = beta2, gamma0, grid
         self.capacity = 0
         for name in MATRICES:
-            setattr(self, name, np.zeros((points, 0, 0)))
+            setattr(self, name, np.zeros((self.points, 0, 0)))
 
     def grow(self, times: int) -> None:
         for name in MATRICES:
@@ -160,6 +161,12 @@ class _DenseOde:
         dca = beta2 * (QG[t, :n] @ Ca[:n, :n] + QG[:n, :n] @ Ca[t, :n] + (Q[t, :n] @ Cg[:n, :n]) @ Q[:n, :n].T + Ch[t, :n])
         return dq, dca
 
+    def backward(self, t: int) -> None:
+        self.down_sweep(t, self.layer_steps)
+
+    def forward(self, t: int, a_row: np.ndarray, cu_row: np.ndarray) -> None:
+        self.up_sweep(t, self.layer_steps, a_row, cu_row)
+
     def down_sweep(self, t: int, layer_steps: int) -> None:
         """Row ``t`` of ``P, Ce`` from ``tau = 1`` down to 0 (:func:`_rk4_sweep`)."""
         start = (self.g * self.grid.row(t), np.ones(t + 1))  # P(1) = gamma0 w, Ce(1) = 1 1^T
@@ -175,14 +182,15 @@ class _PackedOde:
 
     name = "numba"
 
-    def __init__(self, points: int, beta2: float, gamma0: float, grid: TimeGrid):
+    def __init__(self, layer_steps: int, beta2: float, gamma0: float, grid: TimeGrid):
         from . import _residual_kernels
 
-        self.points, self.beta2, self.g, self.grid = points, beta2, gamma0, grid
+        self.layer_steps, self.points = layer_steps, 2 * layer_steps + 1
+        self.beta2, self.g, self.grid = beta2, gamma0, grid
         self._kernels = _residual_kernels
         self.capacity = 0
         for name in MATRICES:
-            setattr(self, name, np.zeros((points, 0)))
+            setattr(self, name, np.zeros((self.points, 0)))
 
     def grow(self, times: int) -> None:
         grow_arrays(self, tuple(MATRICES), (), self.capacity, times)
@@ -200,6 +208,12 @@ class _PackedOde:
 
     def row(self, name: str, j: int, t: int) -> np.ndarray:
         return packed_row(getattr(self, name)[j], t)
+
+    def backward(self, t: int) -> None:
+        self.down_sweep(t, self.layer_steps)
+
+    def forward(self, t: int, a_row: np.ndarray, cu_row: np.ndarray) -> None:
+        self.up_sweep(t, self.layer_steps, a_row, cu_row)
 
     def down_sweep(self, t: int, layer_steps: int) -> None:
         self._kernels.down_sweep(t, layer_steps, self.beta2, self.g, self.grid.weights, self.P, self.Q, self.V,
@@ -255,8 +269,9 @@ def _rk4_sweep(set_state, rhs, start_state, layer_steps: int, downward: bool) ->
         y_from, f_from = y_to, f_to
 
 
-class InfiniteDepthDMFT:
-    """Forward-in-time solver state of the infinite-depth limit (see the module docstring).
+class InfiniteDepthDMFT(ResidualDMFT):
+    """Forward-in-time solver state of the infinite-depth limit (see the module docstring): the
+    residual network's solver with the layer recursion replaced by the layer-time ODEs.
 
     Parameters
     ----------
@@ -268,78 +283,32 @@ class InfiniteDepthDMFT:
     backend : ``"numba"`` (default) or ``"numpy"`` (dense reference; discrete training only).
     """
 
+    layers = slice(None, None, 2)  # the nodes of the layer-time grid (odd points: midpoints)
+
     def __init__(self, *, branch_scale, gamma0, width_ratio, grid, input_side, layer_steps=16, backend="numba"):  # fmt: skip
         check_backend(backend, ("numba", "numpy"))
         self.beta0 = branch_scale
-        self.gamma0 = gamma0
-        self.nu = width_ratio
-        self.grid = grid
         self.layer_steps = layer_steps
         self.points = 2 * layer_steps + 1
-        self.input = input_side
         engine = _PackedOde if backend == "numba" else _DenseOde
-        self.ode = engine(self.points, branch_scale**2, gamma0, grid)
-        self.kernel = np.zeros(0)
-        self.capacity = 0
-        self.grow(input_side.capacity)
+        self._setup(engine(layer_steps, branch_scale**2, gamma0, grid), gamma0, width_ratio, grid, input_side)
+
+    @property
+    def ode(self):
+        return self.rows
 
     @staticmethod
     def bytes_per_time_squared(layer_steps: int, modes: int, data_mode: str) -> float:
         """Memory per ``times^2`` of a solve (packed float64 arrays)."""
         return 8.0 * (len(MATRICES) * (2 * layer_steps + 1) + 2) / 2.0 + InputSide.bytes_per_time_squared(modes, data_mode)
 
-    def grow(self, times: int) -> None:
-        if times <= self.capacity:
-            return
-        self.grid.grow(times)
-        self.input.grow(times)
-        self.ode.grow(times)
-        grow_arrays(self, ("kernel",), (), self.capacity, times)
-        self.capacity = times
-
-    def sweep(self, t: int) -> None:
-        """Row ``t`` of everything: down sweep, input side, up sweep (module docstring)."""
-        ode, gamma0 = self.ode, self.gamma0
-        w = self.grid.row(t)
-        ode.down_sweep(t, self.layer_steps)
-        kernel_row = packed_row(self.kernel, t)
-        kernel_row[:] = ode.row("VP", 0, t) / gamma0 + w * ode.row("Cg", 0, t)
-        self.input.advance(t, kernel_row, ode.xi_covariance)
-        cu = packed_row(self.input.C_u, t).copy()
-        a_row = packed_row(self.input.R_u, t) / math.sqrt(self.nu) + gamma0 * w * cu
-        ode.up_sweep(t, self.layer_steps, a_row, cu)
-
-    def row_state(self) -> list[np.ndarray]:
-        """The packed arrays whose row ``t`` the down sweep reads before the up sweep writes it
-        (``Q, Ca, R_h, C_h`` at every layer-time point) and the input side's (compiled rows only)."""
-        arrays = self.input.row_state()
-        for name in ("Q", "Ca", "WQ", "Ch"):
-            arrays += list(getattr(self.ode, name))
-        return arrays
-
     def predict_from(self, finer: "InfiniteDepthDMFT", t: int) -> None:
         """First guess of row ``t`` from a solve with twice the layer steps on the same time grid
         (its points ``2 j`` are this solver's points ``j``): the row state copied."""
         for mine, theirs in zip(self.input.row_state(), finer.input.row_state()):
             packed_row(mine, t)[:] = packed_row(theirs, t)
-        for name in ("Q", "Ca", "WQ", "Ch"):
-            packed_row(getattr(self.ode, name), t)[:] = packed_row(getattr(finer.ode, name)[::2], t)
-
-    def equal_time(self, t: int) -> np.ndarray:
-        """Equal-time quantities monitored by the flow's error control: the losses and ``C_g(t, t)``
-        at the input (``tau = 0``) and the readout (``tau = 1``)."""
-        index = t * (t + 3) // 2
-        side = self.input
-        test = side.bias[t] + side.init_variance[t] + side.data_variance[t] + side.noise_power
-        cg = self.ode.Cg
-        return np.array([test, side.C_Delta[index], cg[0, index], cg[-1, index]])
-
-    def order_parameters(self, times: int) -> dict[str, np.ndarray]:
-        """Input-side arrays and ``C_h, R_h, C_g, R_g`` at the layer-time nodes ``(layer_steps+1, times, times)``."""
-        out = dict(self.input.order_parameters(times))
-        for name, key in (("C_h", "Ch"), ("R_h", "WQ"), ("C_g", "Cg"), ("R_g", "VP")):
-            out[name] = self.ode.dense(key, times)[::2]
-        return out
+        for name in ("Q", "Ca", "WQ", "Ch", "Cg"):
+            packed_row(getattr(self.rows, name), t)[:] = packed_row(getattr(finer.rows, name)[::2], t)
 
 
 def infinite_depth_cross_layer(solver: InfiniteDepthDMFT, steps) -> dict[str, np.ndarray]:

@@ -314,17 +314,25 @@ class ResidualDMFT:
         training only).
     """
 
+    # order parameters returned at these layers (the infinite-depth subclass: its layer-time nodes)
+    layers = slice(None)
+
     def __init__(self, *, depth: int, branch: float, gamma0: float, width_ratio: float, grid: TimeGrid,
                  input_side: InputSide, backend: str = "numba"):  # fmt: skip
         check_backend(backend, ("numba", "numpy"))
         self.depth = depth
         self.b = branch
+        engine = _PackedRows if backend == "numba" else _DenseRows
+        self._setup(engine(depth, branch, gamma0, grid), gamma0, width_ratio, grid, input_side)
+
+    def _setup(self, rows, gamma0: float, width_ratio: float, grid: TimeGrid, input_side: InputSide) -> None:
+        """``rows``: the engine of the hidden side (``backward(t)``, ``forward(t, a_row, cu_row)``,
+        ``row``, ``dense``, ``xi_covariance``, ``grow`` and the arrays ``Q, Ca, WQ, Ch, Cg, VP``)."""
+        self.rows = rows
         self.gamma0 = gamma0
         self.nu = width_ratio
         self.grid = grid
         self.input = input_side
-        rows = _PackedRows if backend == "numba" else _DenseRows
-        self.rows = rows(depth, branch, gamma0, grid)
         self.kernel = np.zeros(0)  # K, packed
         self.capacity = 0
         self.grow(input_side.capacity)
@@ -357,8 +365,8 @@ class ResidualDMFT:
 
     def row_state(self) -> list[np.ndarray]:
         """The packed arrays whose row ``t`` the down pass reads before the up pass writes it
-        (``Q, Ca, R_h, C_h`` of every layer), ``C_g`` (monitored) and the input side's, for
-        :func:`dmft.solvers._network.solve_row` (compiled rows only)."""
+        (``Q, Ca, R_h, C_h`` of every layer or layer-time point), ``C_g`` (monitored) and the input
+        side's, for :func:`dmft.solvers._network.solve_row` (compiled rows only)."""
         arrays = self.input.row_state()
         for name in ("Q", "Ca", "WQ", "Ch", "Cg"):
             arrays += list(getattr(self.rows, name))
@@ -366,7 +374,7 @@ class ResidualDMFT:
 
     def equal_time(self, t: int) -> np.ndarray:
         """Equal-time quantities monitored by the flow's error control: the losses and ``C_g(t, t)``
-        of the first and last layers."""
+        of the first and last layers (layer times 0 and 1)."""
         index = t * (t + 3) // 2
         side = self.input
         test = side.bias[t] + side.init_variance[t] + side.data_variance[t] + side.noise_power
@@ -378,7 +386,7 @@ class ResidualDMFT:
         ``C_h, R_h, C_g, R_g`` ``(L, times, times)`` (module docstring)."""
         out = dict(self.input.order_parameters(times))
         for name, key in (("C_h", "Ch"), ("R_h", "WQ"), ("C_g", "Cg"), ("R_g", "VP")):
-            out[name] = self.rows.dense(key, times)
+            out[name] = self.rows.dense(key, times)[self.layers]
         return out
 
     def layer_factors(self, layer: int, times: int) -> dict[str, np.ndarray]:
