@@ -303,6 +303,27 @@ def test_flow_numba_equals_numpy_reference_on_one_grid():
     np.testing.assert_allclose(fast.train_loss(times.size), reference.train_loss(times.size), rtol=1e-8)
 
 
+def test_residual_implicit_rows_at_depth_one_equal_the_plain_network():
+    """One hidden layer has no residual block: on the same grid, the residual solver's implicit rows
+    (its own compiled kernels, with the diagonal weights) give the plain network's losses and
+    same-layer order parameters (rows converged to 1e-9: agreement to that)."""
+    from dmft.solvers.residual import ResidualDMFT
+
+    model = dmft.DeepLinear(depth=1, residual=True, branch_scale=1.7, gamma0=0.9, width_ratio=1.3)
+    data = dmft.GaussianData(alpha=0.7, noise=0.3)
+    times = np.concatenate([np.linspace(0.0, 0.2, 5), [0.4, 0.8, 1.6, 3.2]])
+    plain = _fixed_grid_run(dmft.DeepLinear(depth=1, gamma0=0.9, width_ratio=1.3), data, times)
+    side, _, _ = make_input_side(model, data, dmft.GradientFlow(time=3.2), "numba", times.size)
+    residual = ResidualDMFT(depth=1, branch=model.branch_multiplier, gamma0=0.9, width_ratio=1.3,
+                            grid=TimeGrid(times.size), input_side=side)  # fmt: skip
+    _flow.replay(residual, times, rtol=1e-9)
+    np.testing.assert_allclose(residual.input.test_loss(times.size), plain.input.test_loss(times.size), rtol=1e-8)
+    np.testing.assert_allclose(residual.input.train_loss(times.size), plain.input.train_loss(times.size), rtol=1e-8)
+    for name in ("C_h", "C_g", "R_h", "R_g"):
+        np.testing.assert_allclose(residual.order_parameters(times.size)[name], plain.order_parameters(times.size)[name],
+                                   rtol=0, atol=1e-8, err_msg=name)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "model",
     [dmft.DeepLinear(depth=1), dmft.DeepLinear(depth=3, gamma0=0.7), dmft.DeepLinear(depth=2, residual=True)],
