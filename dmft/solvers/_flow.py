@@ -172,7 +172,8 @@ def integrate(solver, training, *, noise: float, progress: bool, label: str, byt
                 raise flow_divergence("the step size of the DMFT flow (underflow)", grid.time[i], i)
             if i + 2 > solver.capacity:
                 capacity = int(1.5 * solver.capacity) + 8
-                check_memory(bytes_per_time_squared, capacity, what="the DMFT flow grid")
+                check_memory(bytes_per_time_squared, capacity, what=f"the DMFT flow grid at time {grid.time[i]:.4g}",
+                             hint="Loosen `rtol`, or shorten `time`")  # fmt: skip
                 solver.grow(capacity)
             t = i + 1
             order = grid.set_bdf_step(t, step, ORDER)

@@ -1,23 +1,22 @@
 """What the deep-network DMFT solvers share (plain, residual, infinite depth; THEORY.md 2.1, 2.2).
 
 * :class:`TimeGrid`: the times of the rows and the weight matrix ``w`` that replaces the learning
-  rate in every equation (``eta (C)_<`` -> ``w o C``; ``eta gamma0 S`` -> ``gamma0 w``). Row ``t`` of
-  ``w`` is ``(c_0, ..., c_{t-1}, d_t)``: column weights ``c_s`` (the same in every later row) and a
-  diagonal ``d_t``. Gradient descent with rates ``eta_s``: ``c_s = eta_s``, ``d_t = 0`` (exact in
-  discrete time, one pass per row). Gradient flow by the trapezoidal rule on steps
-  ``Delta_s = t_{s+1} - t_s``: ``c_s = (Delta_{s-1} + Delta_s) / 2``, ``d_t = Delta_{t-1} / 2``
-  (docs/continuous_time.md).
-* :func:`solve_row`: row ``t`` of a solver when ``d_t > 0``: the equal-time couplings inside each
+  rate in every equation (``eta (C)_<`` -> ``w o C``; ``eta gamma0 S`` -> ``gamma0 w``;
+  docs/continuous_time.md). Gradient descent with rates ``eta_s``: ``w[t, s] = eta_s`` for ``s < t``, no
+  diagonal (exact in discrete time, one pass per row). The gradient flow: the weights of a
+  variable-step BDF3 (:meth:`TimeGrid.set_bdf_step`), with a diagonal ``w[t, t] > 0``.
+* :func:`solve_row`: row ``t`` of a solver when ``w[t, t] > 0``: the equal-time couplings inside each
   single-site process are solved exactly by the solvers; the couplings between processes (layers,
   input side) are iterated to a fixed point, accelerated by Anderson mixing.
 * :func:`make_input_side`, :func:`check_memory`, :func:`march_steps` (the forward loop of discrete
-  training with divergence checks and progress), the flow driver lives in
-  :mod:`dmft.solvers._flow`.
+  training with divergence checks and progress), :func:`self_consistency_threshold`; the flow driver
+  lives in :mod:`dmft.solvers._flow`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -227,16 +226,22 @@ def available_memory() -> float:
     except OSError:
         pass
     try:
-        import os
-
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
         return math.inf
 
 
-def check_memory(bytes_per_time_squared: float, times: int, *, what: str, limit: float | None = None) -> None:
-    """Raise :class:`MemoryError` with what fits when ``times`` rows of two-time arrays (``bytes_per_
-    time_squared * times^2`` bytes) exceed ``limit`` (default: 80 % of :func:`available_memory`)."""
+LONG_HORIZON_HINT = (
+    "For long horizons use dmft.GradientFlow(time=...), whose adaptive time grid needs a few hundred "
+    "times to reach time 1e4"
+)
+
+
+def check_memory(bytes_per_time_squared: float, times: int, *, what: str, limit: float | None = None,
+                 hint: str = LONG_HORIZON_HINT) -> None:  # fmt: skip
+    """Raise :class:`MemoryError` with what fits (and ``hint``) when ``times`` rows of two-time arrays
+    (``bytes_per_time_squared * times^2`` bytes) exceed ``limit`` (default: 80 % of
+    :func:`available_memory`). Called before allocating."""
     limit = 0.8 * available_memory() if limit is None else limit
     needed = bytes_per_time_squared * float(times) ** 2
     if needed > limit:
@@ -244,8 +249,7 @@ def check_memory(bytes_per_time_squared: float, times: int, *, what: str, limit:
         raise MemoryError(
             f"{what} with {times} times needs about {needed / 1e9:.3g} GB for its two-time order "
             f"parameters (O(times^2)), more than the {limit / 1e9:.3g} GB available; about {fits} "
-            "times fit. For long horizons use dmft.GradientFlow(time=...), whose adaptive time grid "
-            "needs a few hundred times to reach time 1e4"
+            f"times fit. {hint}"
         )
 
 

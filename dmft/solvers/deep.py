@@ -106,12 +106,10 @@ from ._network import (
     self_consistency_threshold,
     make_input_side,
     march_steps,
-    solve_row,
     supports_gaussian_teacher,
 )
 
 __all__ = ["solve_deep_linear", "DeepLinearDMFT", "whole_window_equations"]
-
 
 
 class _Layer:

@@ -92,7 +92,6 @@ from ._data_side import (
     InputSide,
     dmft_result,
     grow_arrays,
-    packed_length,
     packed_row,
     self_consistency_info,
     unpack,
