@@ -55,7 +55,7 @@ def solve_scaling(steps_list, learning_rate=0.05):
     last = np.log(cpu_times[-1] / cpu_times[-2]) / np.log(steps_list[-1] / steps_list[-2])
     print(f"   fitted growth exponent of the solve CPU time: T^{slope:.2f} (last doubling: T^{last:.2f})")
     for steps in (50, 100):
-        reference = timed_solve(DEPTH3, DATA, dmft.GradientDescent(learning_rate, steps), kernels="numpy", self_consistency=False)[0]
+        reference = timed_solve(DEPTH3, DATA, dmft.GradientDescent(learning_rate, steps), backend="numpy", self_consistency=False)[0]
         fast = timed_solve(DEPTH3, DATA, dmft.GradientDescent(learning_rate, steps), self_consistency=False)[0]
         print(
             f"   T = {steps:4d}: NumPy reference kernels {reference.info['solve_time_s']:6.2f} s vs Numba "

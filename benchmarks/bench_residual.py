@@ -65,8 +65,8 @@ def main():
           f"max |L_64 - L_inf| = {gap:.4f} (O(1/depth))")  # fmt: skip
 
     small = dmft.GradientDescent(learning_rate=0.03, steps=60)
-    fast, wall_fast, cpu_fast = timed(dmft.solve, model(8), data, small, cross_layer_steps=[], kernels="numba")
-    reference, wall_ref, cpu_ref = timed(dmft.solve, model(8), data, small, cross_layer_steps=[], kernels="numpy")
+    fast, wall_fast, cpu_fast = timed(dmft.solve, model(8), data, small, cross_layer_steps=[], backend="numba")
+    reference, wall_ref, cpu_ref = timed(dmft.solve, model(8), data, small, cross_layer_steps=[], backend="numpy")
     difference = np.max(np.abs(fast.test_loss - reference.test_loss))
     print(f"3. depth 8, T = 60: NumPy reference {wall_ref:.2f} s, compiled {wall_fast:.2f} s "
           f"(x{wall_ref / wall_fast:.1f}); largest difference {difference:.1e}")

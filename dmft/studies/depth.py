@@ -98,11 +98,21 @@ def edge_of_stability_step(train_loss) -> int | None:
     return None
 
 
+def _scan_options(model) -> dict:
+    """Solver options for the many runs of a scan: no cross-layer correlations, no
+    self-consistency re-evaluation, no layer-time error estimate (each costs a fraction of a solve;
+    the default solves of the docs' table check them)."""
+    if not model.residual:
+        return {"self_consistency": False}
+    if math.isinf(model.depth):
+        return {"cross_layer_steps": [], "layer_error_estimate": False}
+    return {"cross_layer_steps": []}
+
+
 def final_test_loss(model, data, training) -> float:
     """Test loss of the DMFT at the last step; ``nan`` if the run diverges."""
-    options = {"cross_layer_steps": []} if model.residual else {"self_consistency": False}
     try:
-        return float(solve(model, data, training, **options).test_loss[-1])
+        return float(solve(model, data, training, **_scan_options(model)).test_loss[-1])
     except DivergenceError:
         return math.nan
 
@@ -243,8 +253,7 @@ def depth_transfer(
                     lambda r: final_test_loss(model, data, GradientDescent(r, steps)),
                     rates[best - 1], rates[best + 1], optimum_precision,
                 )
-            options = {"cross_layer_steps": []} if model.residual else {"self_consistency": False}
-            at_optimum = solve(model, data, GradientDescent(optimum[f, d], steps), **options)
+            at_optimum = solve(model, data, GradientDescent(optimum[f, d], steps), **_scan_options(model))
             initial[f, d] = at_optimum.test_loss[0]
             step = edge_of_stability_step(at_optimum.train_loss)
             onset[f, d] = np.nan if step is None else step
