@@ -20,6 +20,8 @@ import dmft
 import finite_size
 from dmft.solvers.linear import (
     default_quadrature_order,
+    flow_quadrature_order,
+    gradient_flow_curves,
     gradient_descent_curves,
     gradient_descent_stability_bound,
     marchenko_pastur_edges,
@@ -54,6 +56,16 @@ TRAIN_BIAS_PER_DIM = 50.0
 
 def _curves(alpha, noise, eta, steps, teacher_variance=1.0, **options):
     return gradient_descent_curves(alpha, noise, teacher_variance, eta, steps, **options)
+
+
+def _flow(alpha, noise, eta, steps, teacher_variance=1.0, **options):
+    """The gradient flow at the times ``eta t``, ``t = 0..steps`` (beside ``_curves``)."""
+    return gradient_flow_curves(alpha, noise, teacher_variance, eta * np.arange(steps + 1.0), **options)
+
+
+def _isotropic(variance: float) -> dmft.Spectrum:
+    """The one share of isotropic data with teacher variance ``variance``."""
+    return dmft.Spectrum(eigenvalues=(1.0,), teacher_variances=(variance,))
 
 
 def _max_relative_error(curves, reference, keys=PARTS):
@@ -176,7 +188,7 @@ def test_gradient_descent_matches_adaptive_quadrature(alpha):
     # Non-polynomial check (scipy QAWS on the density), at a late step and for the flow.
     eta, steps, noise = 0.6 * gradient_descent_stability_bound(alpha), 40, 0.7
     curves = _curves(alpha, noise, eta, steps)
-    flow = _curves(alpha, noise, eta, steps, flow=True)
+    flow = _flow(alpha, noise, eta, steps)
     t = steps
     factor = lambda x: (1 - eta * x) ** t  # noqa: E731
     decay = lambda x: np.exp(-eta * x * t)  # noqa: E731
@@ -197,13 +209,17 @@ def test_gradient_descent_matches_adaptive_quadrature(alpha):
 @pytest.mark.parametrize("fraction", [0.01, 0.3, 0.5, 0.99, 1.0])
 def test_default_quadrature_order_is_converged(alpha, fraction):
     # Order steps + 1 integrates every gradient-descent integrand exactly (polynomials of degree
-    # <= 2t + 1): the default (smaller) order must agree with it to 1e-10 relative, edges included.
+    # <= 2t + 1): the a-priori order (alone, no refinement) must agree with it to 1e-10 relative,
+    # edges included, and the solver's check against twice the order must accept it.
     steps = 1500
     eta = fraction * gradient_descent_stability_bound(alpha)
-    default = _curves(alpha, 0.5, eta, steps)
+    first = default_quadrature_order(alpha, np.full(steps, eta))
     exact = _curves(alpha, 0.5, eta, steps, order=steps + 1)
-    assert default["order"] == default_quadrature_order(alpha, eta, steps) <= steps + 1
+    assert _max_relative_error(_curves(alpha, 0.5, eta, steps, order=first), exact) < QUADRATURE_RTOL
+    default = _curves(alpha, 0.5, eta, steps)
+    assert default["order"] == first <= steps + 1
     assert _max_relative_error(default, exact) < QUADRATURE_RTOL
+    assert default["exact"] or default["error"] < QUADRATURE_RTOL
 
 
 def test_exact_orders_agree_and_flow_converges():
@@ -214,9 +230,10 @@ def test_exact_orders_agree_and_flow_converges():
     second = _curves(alpha, 0.4, eta, steps, order=2 * steps + 9)
     assert _max_relative_error(first, second) < ROUNDOFF_RTOL
     for alpha in (0.5, 1.0, 2.0):
-        flow = _curves(alpha, 0.4, 0.2, 1500, flow=True)
+        flow = _flow(alpha, 0.4, 0.2, 1500)
+        assert flow["order"] == flow_quadrature_order(alpha, 0.2 * 1500) and flow["error"] < QUADRATURE_RTOL
         for factor in (2, 4):
-            finer = _curves(alpha, 0.4, 0.2, 1500, flow=True, order=factor * flow["order"])
+            finer = _flow(alpha, 0.4, 0.2, 1500, order=factor * flow["order"])
             assert _max_relative_error(flow, finer) < QUADRATURE_RTOL
 
 
@@ -261,7 +278,7 @@ def test_small_learning_rate_approaches_gradient_flow_at_rate_eta(alpha):
     for eta in (0.02, 0.01, 0.005):
         steps = int(round(time_horizon / eta))
         gd = _curves(alpha, 0.5, eta, steps)
-        flow = _curves(alpha, 0.5, eta, steps, flow=True)
+        flow = _flow(alpha, 0.5, eta, steps)
         gaps.append(max(np.max(np.abs(gd[k] - flow[k])) for k in ("test_loss", "train_loss")))
     assert gaps[0] < 0.05
     for coarse, fine in zip(gaps, gaps[1:]):
@@ -294,7 +311,7 @@ def test_long_time_limit_is_min_norm_least_squares(alpha, flow):
     eta = 0.9 * gradient_descent_stability_bound(alpha)
     low, high = marchenko_pastur_edges(alpha)
     steps = int(math.ceil(50 / -math.log(max(abs(1 - eta * low), abs(1 - eta * high)))))
-    curves = _curves(alpha, noise, eta, steps, teacher_variance=variance, flow=flow)
+    curves = (_flow if flow else _curves)(alpha, noise, eta, steps, teacher_variance=variance)
     if alpha > 1:
         test, train = noise**2 / (alpha - 1) + noise**2, noise**2 * (1 - 1 / alpha)
     else:
@@ -404,7 +421,7 @@ def test_stability_bound_is_where_finite_gradient_descent_diverges():
 def test_online_sgd_closed_form_equals_recursion():
     # e_{t+1} = g e_t + eta^2 sigma^2 / alpha_B iterated step by step against the closed form.
     eta, noise, ratio, steps, variance = 0.3, 0.5, 0.7, 200, 1.7
-    curves = online_sgd_curves(ratio, noise, variance, eta, steps)
+    curves = online_sgd_curves(ratio, noise, _isotropic(variance), eta, steps)
     gain = (1 - eta) ** 2 + eta**2 / ratio
     error, expected = variance, [variance]
     for _ in range(steps):
@@ -414,7 +431,8 @@ def test_online_sgd_closed_form_equals_recursion():
     np.testing.assert_array_equal(curves["train_loss"], curves["test_loss"])
     # fixed point eta sigma^2 / (alpha_B (2 - eta (1 + 1/alpha_B))) + sigma^2
     fixed = eta * noise**2 / (ratio * (2 - eta * (1 + 1 / ratio))) + noise**2
-    assert online_sgd_curves(ratio, noise, variance, eta, 5000)["test_loss"][-1] == pytest.approx(fixed, rel=1e-12)
+    assert online_sgd_curves(ratio, noise, _isotropic(variance), eta, 5000)["test_loss"][-1] == pytest.approx(
+        fixed, rel=1e-12)
 
 
 def test_online_sgd_infinite_batch_is_population_gradient_descent():
@@ -435,7 +453,7 @@ def test_online_sgd_matches_finite_size_simulation(batch_ratio):
     data = dmft.GaussianData(alpha=None, noise=0.5)
     training = dmft.OnlineSGD(learning_rate=0.3, steps=40, batch_ratio=batch_ratio)
     exact = dmft.solve(LINEAR, data, training)
-    finite = online_sgd_curves(batch_ratio, 0.5, 1.0, 0.3, 40, dim=dim)
+    finite = online_sgd_curves(batch_ratio, 0.5, _isotropic(1.0), 0.3, 40, dim=dim)
     simulated = finite_size.simulate(LINEAR, data, training, dim=dim, seeds=seeds, seed=4)
     # O(1/D): g moves by eta^2 / B, so v g^t moves by t eta^2 / (B g) relative (< 0.06 here)
     shift = np.max(np.abs(finite["test_loss"] / exact.test_loss - 1))
@@ -463,7 +481,7 @@ def test_learning_rate_above_the_stability_bound_raises():
     at_bound = dmft.solve(LINEAR, data, dmft.GradientDescent(learning_rate=bound, steps=400))
     assert np.all(np.isfinite(at_bound.test_loss)) and at_bound.test_loss[-1] < at_bound.test_loss[0]
     # the flow has no bound
-    flow = dmft.solve(LINEAR, data, dmft.GradientDescent(learning_rate=5.0, steps=10), flow=True)
+    flow = dmft.solve(LINEAR, data, dmft.GradientFlow(time=50.0))
     assert np.all(np.isfinite(flow.test_loss))
     sgd_bound = online_sgd_stability_bound(0.5)
     assert sgd_bound == pytest.approx(2 / 3)
@@ -474,14 +492,16 @@ def test_learning_rate_above_the_stability_bound_raises():
 def test_unsupported_and_bad_options_raise():
     with pytest.raises(dmft.UnsupportedError, match="spectrum"):
         dmft.solve(LINEAR, dmft.GaussianData(alpha=2.0, spectrum=dmft.PowerLaw()), dmft.GradientDescent())
-    with pytest.raises(ValueError, match="flow"):
-        dmft.solve(LINEAR, dmft.GaussianData(alpha=None), dmft.OnlineSGD(), flow=True)
+    with pytest.raises(ValueError, match="quadrature_order"):
+        dmft.solve(LINEAR, dmft.GaussianData(alpha=None), dmft.OnlineSGD(), quadrature_order=10)
+    with pytest.raises(ValueError, match="quadrature_order"):
+        dmft.solve(LINEAR, dmft.GaussianData(alpha=None), dmft.GradientFlow(10.0), quadrature_order=10)
+    with pytest.raises(dmft.UnsupportedError, match="spectrum"):
+        dmft.solve(LINEAR, dmft.GaussianData(alpha=2.0, spectrum=dmft.PowerLaw()), dmft.GradientFlow(10.0))
     with pytest.raises(ValueError, match="quadrature_order"):
         dmft.solve(LINEAR, dmft.GaussianData(alpha=2.0), dmft.GradientDescent(), quadrature_order=0)
     with pytest.raises(TypeError, match="quadrature_order"):
         dmft.solve(LINEAR, dmft.GaussianData(alpha=2.0), dmft.GradientDescent(), quadrature_order=2.5)
-    with pytest.raises(TypeError, match="flow"):
-        dmft.solve(LINEAR, dmft.GaussianData(alpha=2.0), dmft.GradientDescent(), flow="yes")
     with pytest.raises(TypeError):
         dmft.solve(LINEAR, dmft.GaussianData(alpha=2.0), dmft.GradientDescent(), tolerance=1e-3)
     with pytest.raises(ValueError, match="alpha"):
@@ -489,7 +509,7 @@ def test_unsupported_and_bad_options_raise():
     with pytest.raises(ValueError, match="alpha"):
         marchenko_pastur_quadrature(-1.0, 4)
     with pytest.raises(ValueError, match="dim"):
-        online_sgd_curves(0.5, 0.1, 1.0, 0.1, 10, dim=0)
+        online_sgd_curves(0.5, 0.1, _isotropic(1.0), 0.1, 10, dim=0)
 
 
 # ------------------------------------------------------------------------------------------------
