@@ -518,8 +518,9 @@ def gradient_descent_curves(
     -------
     dict with arrays of shape ``(T + 1,)``: ``test_loss``, ``train_loss``, ``test_loss_bias``,
     ``test_loss_noise_variance``, ``train_loss_bias``, ``train_loss_noise``; ``order`` (of the
-    curves returned), ``exact`` (``order > steps``) and ``error`` (the relative difference to the
-    rule of half the order, NaN when no other order was evaluated).
+    curves returned), ``exact`` (``order > steps``) and ``error`` (their largest relative difference
+    to the rule of twice the order on :func:`_check_rows`, an estimate of their quadrature error;
+    NaN when no other order was evaluated: a given ``order``, or one that is exact from the start).
 
     Raises
     ------
@@ -580,14 +581,15 @@ def gradient_flow_curves(
 
     The integrals of :func:`gradient_descent_curves` with ``P_tau(l) = exp(-l tau)`` (module
     docstring). The quadrature starts at :func:`flow_quadrature_order` of the largest time and
-    doubles until two successive orders agree to ``rtol`` (at most ``2^22``); a given ``order`` is
-    used as it is.
+    doubles until the rule agrees with the rule of twice its order to ``rtol`` (at most ``2^22``);
+    a given ``order`` is used as it is.
 
     Returns
     -------
     dict with arrays of shape ``(len(times),)`` (the parts of :func:`gradient_descent_curves`),
-    ``order`` (of the curves returned) and ``error`` (their relative difference to the rule of half
-    that order, an upper bound of their quadrature error).
+    ``order`` (of the curves returned) and ``error`` (their largest relative difference to the rule
+    of twice the order on :func:`_check_rows`, an estimate of their quadrature error; NaN for a
+    given ``order``).
     """
     alpha = positive("alpha", alpha)
     noise = non_negative("noise", noise)
@@ -777,8 +779,9 @@ def solve_linear(
     no SEM, and ``arrays``: ``test_loss_bias``, ``test_loss_noise_variance`` (test = bias + noise
     variance + sigma^2; the population flow has no noise variance) and, for full batch,
     ``train_loss_bias``, ``train_loss_noise`` (train = their sum). ``info``: ``wall_time_s``;
-    full batch: ``quadrature_order``, ``quadrature_error`` (relative difference to the rule of half
-    the order, an upper bound of the quadrature error; NaN when not computed),
+    full batch: ``quadrature_order``, ``quadrature_error`` (largest relative difference of the
+    curves to the rule of twice the order on 33 of the rows, the last included: an estimate of
+    their quadrature error; ``None`` when not computed),
     ``quadrature_exact`` (gradient descent: order > steps), ``stability_bound``, ``teacher_variance``;
     online SGD: ``stability_bound``, ``gain`` (one share, constant rate), ``shares``;
     population flow: ``shares``; flows: ``time_points``. ``status`` 1 (with an ``AccuracyWarning``)
@@ -827,7 +830,7 @@ def solve_linear(
             checks.append(("quadrature error", error, tolerance, "pass a larger `quadrature_order`"))
         info.update({
             "quadrature_order": order,
-            "quadrature_error": error,
+            "quadrature_error": None if math.isnan(error) else error,
             "stability_bound": gradient_descent_stability_bound(data.alpha),
             "teacher_variance": teacher_variance,
         })
