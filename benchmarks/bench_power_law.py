@@ -20,15 +20,7 @@ import time
 import numpy as np
 
 import dmft
-
-
-def best_time(function, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
+from bench_linear import best_time  # benchmarks/ is on sys.path when run as a script
 
 
 def main() -> None:
