@@ -170,6 +170,19 @@ def run_power_law(cache):
           f"[{ds.attrs['frontier_exponent_low']:.3f}, {ds.attrs['frontier_exponent_high']:.3f}] over "
           f"{ds.attrs['frontier_decades']:.1f} decades of compute, C in [{ds['compute_budget'].values[0]:.3g}, "
           f"{ds['compute_budget'].values[-1]:.3g}]; optimal widths {ds['optimal_width'].values.tolist()}")
+
+    # the rich exponent against the source exponent: hard (b < 1) and easy (b > 1) tasks
+    rows = []
+    for source in (0.25, 0.5, 0.75, 1.5):
+        scan, _ = power_law.power_law_study(b=source, richness=(0.01, 30.0), frontier_widths=None, figure=False,
+                                            progress=True)
+        lazy, rich = scan.sel(gamma0=0.01), scan.sel(gamma0=30.0)
+        rows.append([f"{source:g}", f"{float(lazy['exponent']):.3f} [{float(lazy['exponent_low']):.3f}, "
+                     f"{float(lazy['exponent_high']):.3f}]", f"{float(rich['exponent']):.3f} "
+                     f"[{float(rich['exponent_low']):.3f}, {float(rich['exponent_high']):.3f}]",
+                     f"{power_law.rich_rate_published(source):.3f}"])
+    print(f"\nexponents on t in [{t0:g}, {t1:g}] against the source exponent (gamma0 = 0.01 and 30):\n")
+    print(_table(["b", "lazy (gamma0 = 0.01)", "rich (gamma0 = 30)", "published chi(b)"], rows))
     print(f"\n(power law: {time.perf_counter() - started:.0f} s)")
 
 
