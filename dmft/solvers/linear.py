@@ -289,10 +289,10 @@ def default_quadrature_order(alpha: float, rates) -> int:
     steps = rates.size
     edges = marchenko_pastur_edges(alpha)
     factors = np.abs(1.0 - np.multiply.outer(rates, edges))  # (steps, 2)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero factor: -inf, and -inf - -inf
         log_magnitude = np.cumsum(np.log(factors), axis=0)  # log|P_t(l_e)|, -inf after a zero
         slope = np.cumsum(rates[:, None] / factors, axis=0)  # |d log|P_t| / dl| at the edge
-    relevant = log_magnitude - log_magnitude.max(axis=1, keepdims=True) > -20.0
+        relevant = log_magnitude - log_magnitude.max(axis=1, keepdims=True) > -20.0
     kappa = 2.0 * _edge_scale(alpha) * float(np.max(np.where(relevant, slope, 0.0)))
     return min(steps + 1, _order_for(kappa))
 
