@@ -223,8 +223,8 @@ def test_numba_kernels_equal_numpy_reference():
     ],
 )
 def test_solver_with_numba_kernels_equals_numpy_reference(model, data, training):
-    fast = dmft.solve(model, data, training, kernels="numba")
-    reference = dmft.solve(model, data, training, kernels="numpy")
+    fast = dmft.solve(model, data, training, backend="numba")
+    reference = dmft.solve(model, data, training, backend="numpy")
     for name, value in reference.arrays.items():
         np.testing.assert_allclose(fast.arrays[name], value, rtol=ROUNDOFF_RTOL, atol=ROUNDOFF_ATOL, err_msg=name)
     np.testing.assert_allclose(fast.test_loss, reference.test_loss, rtol=ROUNDOFF_RTOL)
@@ -351,10 +351,10 @@ def test_data_side_alone_is_linear_regression(alpha, noise, eta):
     from dmft.solvers._data_side import InputSide
 
     steps = 30
-    side = InputSide([1.0], [1.0], alpha=alpha, noise=noise, init_scale=0.0, steps=steps, online=False)
+    side = InputSide([1.0], [1.0], alpha=alpha, noise=noise, init_function_scale=0.0, capacity=steps + 1)
     no_source = np.zeros(packed_length(steps + 1))
     for t in range(steps + 1):
-        side.advance(t, np.full(t, eta), no_source)
+        side.advance(t, np.append(np.full(t, eta), 0.0), no_source)  # K = eta S: no equal-time part
     exact_test, exact_train = _linear_regression_curves(alpha, eta, steps, 1.0, noise)
     np.testing.assert_allclose(side.test_loss(), exact_test, rtol=1e-10)  # quadrature at 1e-12
     np.testing.assert_allclose(side.train_loss(), exact_train, rtol=1e-10)
@@ -641,8 +641,8 @@ def test_bad_input_is_rejected_with_the_parameter_named():
     training = dmft.GradientDescent(0.1, 5)
     with pytest.raises(dmft.UnsupportedError, match="teacher"):
         dmft.solve(dmft.DeepLinear(depth=2), dmft.GaussianData(alpha=1.0, teacher=dmft.SparseTeacher()), training)
-    with pytest.raises(ValueError, match="kernels"):
-        dmft.solve(dmft.DeepLinear(depth=2), dmft.GaussianData(alpha=1.0), training, kernels="fortran")
+    with pytest.raises(ValueError, match="backend"):
+        dmft.solve(dmft.DeepLinear(depth=2), dmft.GaussianData(alpha=1.0), training, backend="fortran")
     with pytest.raises(ValueError, match="alpha"):
         solve_deep_linear(dmft.DeepLinear(depth=2), dmft.GaussianData(alpha=None), training)
     with pytest.raises(TypeError, match="model"):
