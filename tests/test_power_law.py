@@ -126,13 +126,13 @@ def test_small_study_runs_and_its_lazy_curve_is_the_kernel():
     # accuracy (rtol 1e-4, the accumulated error allowed 5x: 5e-4) plus O(gamma0^2) = 1e-4 of feature
     # learning.
     ds, figure = power_law.power_law_study(modes=20, time=10.0, window=(1.0, 10.0), richness=(0.01, 3.0),
-                                           frontier_widths=(0.1, 1.0), points_per_decade=10)
+                                           frontier_widths=(0.1, 1.0), frontier_time=10.0, points_per_decade=10)
     assert figure is not None and np.all(ds["status"].values == 0)
     np.testing.assert_allclose(ds["test_loss"].sel(gamma0=0.01), ds["kernel_test_loss"], rtol=6e-4)
     assert float(ds["test_loss"].sel(gamma0=3.0, time=10.0)) < float(ds["kernel_test_loss"].sel(time=10.0))
     # initial loss at finite width: 1 + mean(lambda) / (gamma0^2 nu) (THEORY.md section 2), gamma0 = 1
     mean_eigenvalue = np.mean(np.arange(1, 21) ** -3.0)
-    np.testing.assert_allclose(ds["frontier_test_loss"].sel(time=0.0), 1 + mean_eigenvalue / ds["width_ratio"],
+    np.testing.assert_allclose(ds["frontier_test_loss"].sel(frontier_time=0.0), 1 + mean_eigenvalue / ds["width_ratio"],
                                rtol=1e-12)
 
 
@@ -140,8 +140,8 @@ def test_small_study_runs_and_its_lazy_curve_is_the_kernel():
 def study():
     # a = 3, b = 0.5, 1e5 modes (a quadrature of 112 shares), depth 1, infinite width: lazy
     # (gamma0 = 0.01) and rich (gamma0 = 3), population flow to t = 1e4; the frontier at two widths
-    # around nu ~ 1 / M (the effective dimension of the data relative to D).
-    return power_law.power_law_study(richness=(0.01, 3.0), frontier_widths=(1e-5, 1e-3))
+    # around nu ~ 1 / M (the effective dimension of the data relative to D), also to t = 1e4.
+    return power_law.power_law_study(richness=(0.01, 3.0), frontier_widths=(1e-5, 1e-3), frontier_time=1e4)
 
 
 @pytest.mark.slow
@@ -170,7 +170,7 @@ def test_rich_flow_decays_faster_and_the_frontier_spans_two_decades(study):
     # envelope of the widths, fitted over at least two decades of compute
     k, counts = dmft.PowerLaw(a=3.0, b=0.5, modes=100_000).mode_rule()
     mean_eigenvalue = float(np.sum(counts * k**-3.0)) / 1e5
-    np.testing.assert_allclose(ds["frontier_test_loss"].sel(time=0.0), 1 + mean_eigenvalue / ds["width_ratio"],
+    np.testing.assert_allclose(ds["frontier_test_loss"].sel(frontier_time=0.0), 1 + mean_eigenvalue / ds["width_ratio"],
                                rtol=1e-12)
     np.testing.assert_array_equal(ds["frontier_loss"].values, np.nanmin(ds["loss_at_compute"].values, axis=1))
     assert ds.attrs["frontier_decades"] >= 2 and np.isfinite(ds.attrs["frontier_exponent"])

@@ -279,13 +279,14 @@ def power_law_study(
     b: float = 0.5,
     modes: int = 100_000,
     depth: int = 1,
-    richness: Sequence[float] = (0.01, 0.3, 1.0, 3.0, 10.0),
+    richness: Sequence[float] = (0.01, 1.0, 10.0),
     time: float = 1e4,
     window: tuple[float, float] = (10.0, 1e4),
     noise: float = 0.0,
     rtol: float = 1e-4,
-    frontier_widths: Sequence[float] | None = (1e-5, 1e-4, 1e-3, 1e-2),
+    frontier_widths: Sequence[float] | None = (1e-7, 1e-6, 1e-5),
     frontier_richness: float = 1.0,
+    frontier_time: float | None = 1e5,
     points_per_decade: int = 20,
     figure: bool = True,
     progress: bool = False,
@@ -303,8 +304,11 @@ def power_law_study(
     noise : label noise ``sigma`` (0: the excess loss is the whole loss).
     rtol : the flow's target relative accuracy.
     frontier_widths : width ratios of the compute-frontier runs (``None``: skip them); with the
-        top-normalised power law the width that matters is ``nu ~ 1 / M`` (module docstring).
+        top-normalised power law the width that matters is ``nu ~ 1 / M`` (module docstring): the
+        default brackets the effective dimension ``~ 1.4e-5 D`` of ``M = 1e5`` modes.
     frontier_richness : ``gamma0`` of the frontier runs.
+    frontier_time : the flow time of the frontier runs (default ``1e5``: the budgets at which every
+        width is in range span ``nu_max t_first`` to ``nu_min frontier_time``); ``None``: ``time``.
     points_per_decade : report times per decade (from ``t = 0.01``).
     figure : build the figure (else ``None`` in its place).
     progress : show progress bars (tqdm).
@@ -320,7 +324,7 @@ def power_law_study(
       ``kernel_local_exponent`` ``(time)`` (of ``L - sigma^2``);
     * ``exponent``, ``exponent_low``, ``exponent_high``, ``exponent_standard_error`` ``(gamma0)``
       (:func:`fit_power_law` on ``window``);
-    * with a frontier: ``frontier_test_loss`` ``(width_ratio, time)``, ``loss_at_compute``
+    * with a frontier: ``frontier_test_loss`` ``(width_ratio, frontier_time)``, ``loss_at_compute``
       ``(compute_budget, width_ratio)``, ``frontier_loss``, ``optimal_width`` ``(compute_budget,)``;
     * attributes: ``kernel_rate = b``, ``rich_rate_published``, ``kernel_fit_exponent`` (and its
       ``_low``, ``_high``: the exact kernel curve fitted on the same window), ``frontier_exponent``
@@ -377,19 +381,23 @@ def power_law_study(
 
     if frontier_widths is not None:
         widths = _increasing("frontier_widths", frontier_widths)
-        frontier_models = [DeepLinear(depth=depth, width_ratio=float(nu), gamma0=float(frontier_richness))
-                           for nu in widths]
-        losses, frontier_status, _, _ = _solve_curves(frontier_models, data, training, options, progress, "width")
-        # every width in range: budgets C with times[1] <= C / nu <= time for all nu
-        budgets = np.geomspace(widths.max() * times[1], widths.min() * time, 25)
+        horizon = time if frontier_time is None else float(frontier_time)
+        frontier_times = flow_report_times(horizon, first=times[1], points_per_decade=points_per_decade)
+        # every width in range: budgets C with t_first <= C / nu <= horizon for all nu
+        budgets = np.geomspace(widths.max() * frontier_times[1], widths.min() * horizon, 25)
         if budgets[0] >= budgets[-1]:
             raise ValueError(
                 f"`frontier_widths` span {widths.max() / widths.min():g}x, more than the report times "
-                f"({time / times[1]:g}x): no compute budget has every width in range"
+                f"({horizon / frontier_times[1]:g}x): no compute budget has every width in range"
             )
-        at_compute = loss_at_compute(losses, widths, budgets, times=times)
-        ds = ds.assign_coords(width_ratio=widths, compute_budget=budgets)
-        ds["frontier_test_loss"] = (("width_ratio", "time"), losses,
+        frontier_models = [DeepLinear(depth=depth, width_ratio=float(nu), gamma0=float(frontier_richness))
+                           for nu in widths]
+        frontier_training = GradientFlow(time=horizon, save_at=tuple(frontier_times), rtol=rtol)
+        losses, frontier_status, _, _ = _solve_curves(frontier_models, data, frontier_training, options,
+                                                      progress, "width")
+        at_compute = loss_at_compute(losses, widths, budgets, times=frontier_times)
+        ds = ds.assign_coords(width_ratio=widths, compute_budget=budgets, frontier_time=frontier_times)
+        ds["frontier_test_loss"] = (("width_ratio", "frontier_time"), losses,
                                     {"long_name": f"test loss at finite width, gamma0 = {frontier_richness:g}"})
         ds["frontier_status"] = (("width_ratio",), frontier_status)
         ds["loss_at_compute"] = (("compute_budget", "width_ratio"), at_compute["loss"])
@@ -476,8 +484,10 @@ def _figure(ds):
         ax = axes[3]
         widths = ds["width_ratio"].values
         shades = colormaps["viridis"](np.linspace(0.0, 0.9, len(widths)))
+        frontier_t = ds["frontier_time"].values
         for w, (nu, colour) in enumerate(zip(widths, shades)):
-            ax.plot(nu * t[1:], ds["frontier_test_loss"].values[w, 1:] - noise, color=colour, lw=1.2, label=f"nu = {nu:g}")
+            ax.plot(nu * frontier_t[1:], ds["frontier_test_loss"].values[w, 1:] - noise, color=colour, lw=1.2,
+                    label=f"nu = {nu:g}")
         ax.plot(ds["compute_budget"].values, ds["frontier_loss"].values - noise, "k--", lw=2, alpha=0.7,
                 label=f"frontier ~ C^-{ds.attrs['frontier_exponent']:.3f}")
         ax.set(xscale="log", yscale="log", xlabel="compute C = nu t", ylabel="excess test loss",
