@@ -185,6 +185,18 @@ def run_power_law(cache):
                      f"{power_law.rich_rate_published(source):.3f}"])
     print(f"\nexponents on t in [{t0:g}, {t1:g}] against the source exponent (gamma0 = 0.01 and 30):\n")
     print(_table(["b", "lazy (gamma0 = 0.01)", "rich (gamma0 = 30)", "published chi(b)"], rows))
+    rows = []
+    for depth in (2, 3):
+        scan, _ = power_law.power_law_study(depth=depth, richness=(30.0,), frontier_widths=None, figure=False,
+                                            progress=True)
+        rich = scan.sel(gamma0=30.0)
+        ends = [float(scan["time"].sel(time=t, method="nearest")) for t in (t0, t1)]
+        rows.append([f"{depth}", f"{float(rich['exponent']):.3f} [{float(rich['exponent_low']):.3f}, "
+                     f"{float(rich['exponent_high']):.3f}]",
+                     " / ".join(f"{float(rich['local_exponent'].sel(time=t)):.3f}" for t in ends),
+                     f"{(depth + 1) * b / (1 + depth * b):.3f}"])
+    print(f"\ndeeper networks, gamma0 = 30, b = {b:g}, fit on t in [{t0:g}, {t1:g}]:\n")
+    print(_table(["depth", "exponent", f"local exponent at t = {t0:g} / {t1:g}", "(L + 1) b / (1 + L b)"], rows))
     print(f"\n(power law: {time.perf_counter() - started:.0f} s)")
 
 
