@@ -22,8 +22,10 @@ integral (many modes learned, many still to learn) with ``u = 2 (L + 1) t k^{-a}
     L(t) - sigma^2 ~ Gamma(b) / (a H_M(a b + 1)) (2 (L + 1) t)^{-b}                 (kernel_asymptote)
 
 (``H_M(s) = sum_{k <= M} k^{-s}``): the kernel rate is ``t^{-b}``, whatever ``a``. The mode being
-learned at ``t`` is ``k*(t) = (2 (L + 1) t)^{1/a}``; the asymptote is reached once ``k* >> 1``
-(corrections ``O(1 / k*)``) and holds until ``k* ~ M``, where the missing modes bend the curve down.
+learned at ``t`` is ``k*(t) = (2 (L + 1) t)^{1/a}``; the asymptote is reached once ``k* >> 1`` (the
+summand and all its derivatives vanish at ``k = 0``, so the sum differs from the integral by terms that
+fall faster than any power of ``k*``) and holds until ``k* ~ M``: the missing modes ``k > M`` take a
+relative ``~ (k* / M)^{a b}`` off it, and bend the curve down once ``k* ~ M``.
 
 The rich rate, published
 ------------------------
@@ -33,7 +35,8 @@ ones, at late times in the rich regime of *their* solvable model: a two-layer li
 infinite width, trained on the population loss, with the hidden layer updated by a projected
 gradient descent (the plain two-layer linear network is in their appendix). Our setting, a muP deep
 linear network in the proportional limit under the population flow, is close to but not the same
-model; the study reports what the DMFT gives and compares (docs/power_law.md).
+model; the study reports what the DMFT gives and compares (docs/power_law.md: at depth 1 the rich
+exponent saturates at ``2b/(1+b)`` for hard tasks and stays ``b`` for easy ones).
 
 Fits and their uncertainty
 --------------------------
