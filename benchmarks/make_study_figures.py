@@ -5,7 +5,9 @@
 
 Every number in the README's study sections is printed by this script. Points are cached
 (``dmft.sweep``), so a second run only redraws. Cost on 2 busy cores, uncached: transfer ~4 min
-(of which the finite-network overlay ~3), scaling ~1 min, power law ~4 min.
+(of which the finite-network overlay ~3), scaling ~1 min; the power law runs the deep flow to t = 1e4
+for 6 richness values and 8 more for the source exponents, and to t = 1e5 for 4 widths, uncached
+(~15 min on 2 busy cores).
 """
 
 from __future__ import annotations
@@ -139,44 +141,62 @@ def run_scaling(cache):
 
 
 def run_power_law(cache):
+    """The power-law study on the population flow to t = 1e4 (no sweep: ``cache`` is not used)."""
     started = time.perf_counter()
-    richness = (0.01, 3.0, 10.0, 20.0, 40.0)
-    ds, figure = power_law.power_law_study(modes=100, steps=300, richness=richness, window=(30, 300),
-                                           frontier_widths=(0.25, 0.5, 1.0, 2.0, 4.0), cache=cache)
+    richness = (0.01, 0.3, 1.0, 3.0, 10.0, 30.0)
+    ds, figure = power_law.power_law_study(richness=richness, frontier_widths=(1e-7, 1e-6, 1e-5, 1e-4),
+                                           frontier_time=1e5, progress=True)
     figure.savefig(FIGURES / "power_law.png", dpi=120)
     a, b = ds.attrs["a"], ds.attrs["b"]
-    print(f"\n## Power-law data (a = {a:g}, b = {b:g}, M = {ds.attrs['modes']}, depth 1, infinite width, "
-          f"online SGD batch 100 D, eta = {ds.attrs['learning_rate']:.4g} = 1/8 of the lazy edge; fit on "
-          f"t in {ds.attrs['window']})\n")
+    t0, t1 = ds.attrs["window"]
+    print(f"\n## Power-law data (a = {a:g}, b = {b:g}, M = {ds.attrs['modes']:g} modes in {ds.attrs['shares']} "
+          f"shares, depth {ds.attrs['depth']}, infinite width, population gradient flow to t = "
+          f"{ds.attrs['time_reached']:g}, rtol {ds.attrs['rtol']:g}; fit on t in [{t0:g}, {t1:g}])\n")
+    ends = [float(ds["time"].sel(time=t, method="nearest")) for t in (t0, math.sqrt(t0 * t1), t1)]
     rows = [[f"{g:g}", f"{float(ds['exponent'].sel(gamma0=g)):.3f}",
              f"[{float(ds['exponent_low'].sel(gamma0=g)):.3f}, {float(ds['exponent_high'].sel(gamma0=g)):.3f}]",
-             f"{float(ds['exponent_standard_error'].sel(gamma0=g)):.4f}"] for g in richness]
-    rows.append(["kernel limit (exact recursion)", f"{ds.attrs['kernel_fit_exponent']:.3f}",
-                 f"[{ds.attrs['kernel_fit_exponent_low']:.3f}, {ds.attrs['kernel_fit_exponent_high']:.3f}]", ""])
-    print(_table(["gamma0", "exponent", "interval (window choices)", "LSQ s.e."], rows))
-    print(f"\nderived kernel rate b = {b:g}; published rich rate 2b/(1+b) = {ds.attrs['rich_rate_published']:.3f}")
+             " / ".join(f"{float(ds['local_exponent'].sel(gamma0=g, time=t)):.3f}" for t in ends),
+             f"{float(ds['wall_time_s'].sel(gamma0=g)):.0f}"] for g in richness]
+    rows.append(["kernel limit (exact)", f"{ds.attrs['kernel_fit_exponent']:.3f}",
+                 f"[{ds.attrs['kernel_fit_exponent_low']:.3f}, {ds.attrs['kernel_fit_exponent_high']:.3f}]",
+                 " / ".join(f"{float(ds['kernel_local_exponent'].sel(time=t)):.3f}" for t in ends), ""])
+    print(_table(["gamma0", "exponent", "interval (window choices)",
+                  "local exponent at t = " + " / ".join(f"{t:.3g}" for t in ends), "solve (s)"], rows))
+    print(f"\nderived kernel rate b = {b:g}; published rich rate 2b/(1+b) = {ds.attrs['rich_rate_published']:.4f}")
+    print(f"status of the solves: {ds['status'].values.tolist()}")
     lazy = ds["test_loss"].sel(gamma0=richness[0]).values
-    print(f"lazy DMFT vs kernel recursion: max relative difference "
-          f"{np.max(np.abs(lazy / ds['kernel_test_loss'].values - 1)):.2e}")
-    print(f"compute-optimal frontier (gamma0 = {ds.attrs['frontier_richness']:g}, widths 0.25 ... 4): L* ~ C^-"
-          f"{ds.attrs['frontier_exponent']:.3f} [{ds.attrs['frontier_exponent_low']:.3f}, "
-          f"{ds.attrs['frontier_exponent_high']:.3f}] on C in [{ds['compute_budget'].values[0]:g}, "
-          f"{ds['compute_budget'].values[-1]:g}]; optimal widths {ds['optimal_width'].values.tolist()}")
+    print(f"lazy DMFT vs kernel curve: max relative difference {np.max(np.abs(lazy / ds['kernel_test_loss'].values - 1)):.2e}")
+    print(f"compute-optimal frontier (gamma0 = {ds.attrs['frontier_richness']:g}, flow to t = "
+          f"{ds['frontier_time'].values[-1]:g}, widths "
+          f"{ds['width_ratio'].values.tolist()}): L* ~ C^-{ds.attrs['frontier_exponent']:.3f} "
+          f"[{ds.attrs['frontier_exponent_low']:.3f}, {ds.attrs['frontier_exponent_high']:.3f}] over "
+          f"{ds.attrs['frontier_decades']:.1f} decades of compute, C in [{ds['compute_budget'].values[0]:.3g}, "
+          f"{ds['compute_budget'].values[-1]:.3g}]; optimal widths {ds['optimal_width'].values.tolist()}")
 
-    # richer at a smaller learning rate (1/20 of the lazy edge): gamma0 = 80 is stable there
-    slow, _ = power_law.power_law_study(modes=100, steps=300, richness=(40.0, 80.0), window=(30, 300),
-                                        learning_rate=0.1 / (2 * ds.attrs["lambda_max"]), frontier_widths=None,
-                                        figure=False, cache=cache)
-    print("\nat eta = 1/20 of the lazy edge: " + "; ".join(
-        f"gamma0 = {g:g}: {float(slow['exponent'].sel(gamma0=g)):.3f} [{float(slow['exponent_low'].sel(gamma0=g)):.3f}, "
-        f"{float(slow['exponent_high'].sel(gamma0=g)):.3f}]" for g in (40.0, 80.0)))
-
-    # the effective richness depends on M (eta ~ 1 / lambda_1 ~ 1 / M): gamma0 = 40 at M = 50
-    small, _ = power_law.power_law_study(modes=50, steps=300, richness=(0.01, 20.0, 40.0), window=(30, 300),
-                                         frontier_widths=None, figure=False, cache=cache)
-    print("M = 50 (same a, b, eta = 1/8 of its lazy edge): " + "; ".join(
-        f"gamma0 = {g:g}: {float(small['exponent'].sel(gamma0=g)):.3f} [{float(small['exponent_low'].sel(gamma0=g)):.3f}, "
-        f"{float(small['exponent_high'].sel(gamma0=g)):.3f}]" for g in (0.01, 20.0, 40.0)))
+    # the rich exponent against the source exponent: hard (b < 1) and easy (b > 1) tasks
+    rows = []
+    for source in (0.25, 0.5, 0.75, 1.5):
+        scan, _ = power_law.power_law_study(b=source, richness=(0.01, 30.0), frontier_widths=None, figure=False,
+                                            progress=True)
+        lazy, rich = scan.sel(gamma0=0.01), scan.sel(gamma0=30.0)
+        rows.append([f"{source:g}", f"{float(lazy['exponent']):.3f} [{float(lazy['exponent_low']):.3f}, "
+                     f"{float(lazy['exponent_high']):.3f}]", f"{float(rich['exponent']):.3f} "
+                     f"[{float(rich['exponent_low']):.3f}, {float(rich['exponent_high']):.3f}]",
+                     f"{power_law.rich_rate_published(source):.3f}"])
+    print(f"\nexponents on t in [{t0:g}, {t1:g}] against the source exponent (gamma0 = 0.01 and 30):\n")
+    print(_table(["b", "lazy (gamma0 = 0.01)", "rich (gamma0 = 30)", "published chi(b)"], rows))
+    rows = []
+    for depth in (2, 3):
+        scan, _ = power_law.power_law_study(depth=depth, richness=(30.0,), frontier_widths=None, figure=False,
+                                            progress=True)
+        rich = scan.sel(gamma0=30.0)
+        ends = [float(scan["time"].sel(time=t, method="nearest")) for t in (t0, t1)]
+        rows.append([f"{depth}", f"{float(rich['exponent']):.3f} [{float(rich['exponent_low']):.3f}, "
+                     f"{float(rich['exponent_high']):.3f}]",
+                     " / ".join(f"{float(rich['local_exponent'].sel(time=t)):.3f}" for t in ends),
+                     f"{(depth + 1) * b / (1 + depth * b):.3f}"])
+    print(f"\ndeeper networks, gamma0 = 30, b = {b:g}, fit on t in [{t0:g}, {t1:g}]:\n")
+    print(_table(["depth", "exponent", f"local exponent at t = {t0:g} / {t1:g}", "(L + 1) b / (1 + L b)"], rows))
     print(f"\n(power law: {time.perf_counter() - started:.0f} s)")
 
 

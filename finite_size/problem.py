@@ -37,20 +37,49 @@ __all__ = [
 def direction_spectrum(data, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Covariance eigenvalue and teacher variance of each of the ``dim`` input directions.
 
-    The spectrum's ``modes`` shares must split ``dim`` exactly, so that the finite problem has the
-    same spectral measure as the DMFT (no silent rounding).
+    The finite problem must have the spectral measure of the DMFT's shares, in whole directions
+    (no silent rounding):
+
+    * isotropic data, or a :class:`dmft.Spectrum` of equal shares: the ``modes`` shares must split
+      ``dim`` exactly (``dim`` a multiple of ``modes``);
+    * a :class:`dmft.Spectrum` with ``weights``: share ``k`` gets ``weights[k] * dim`` directions,
+      which must be whole numbers (to 1e-6);
+    * a :class:`dmft.PowerLaw` with ``modes <= dim``: its exact equal shares (``modes`` must divide
+      ``dim``), also where the DMFT uses the many-mode quadrature (docs/power_law.md);
+    * a :class:`dmft.PowerLaw` with ``modes > dim``: the power law with ``dim`` modes, one direction
+      each (``PowerLaw(a, b, modes=dim)``): the same eigenvalues ``k^{-a}`` and, up to the
+      normalisation ``sum_{k <= dim} / sum_{k <= modes}``, the same signal on the modes ``k <= dim``;
+      the modes beyond ``dim`` are missing (they carry a fraction ``~ dim^{-a b} / (a b zeta(a b + 1))``
+      of the initial loss, learned only at times ``t ~ dim^a``).
     """
-    spectrum = data.resolved_spectrum()
-    modes = spectrum.modes
-    if dim % modes:
-        raise ValueError(
-            f"`dim` ({dim}) must be a multiple of the spectrum's number of modes ({modes}) "
-            "so that every mode gets an equal share of the input directions"
-        )
-    share = dim // modes
-    eigenvalues = np.repeat(np.asarray(spectrum.eigenvalues), share)
-    variances = np.repeat(np.asarray(spectrum.teacher_variances), share)
-    return eigenvalues, variances
+    from dmft.data import PowerLaw
+
+    spectrum = data.spectrum
+    if isinstance(spectrum, PowerLaw):
+        if spectrum.modes > dim:
+            spectrum = spectrum.replace(modes=dim)
+        spectrum = spectrum.resolve(exact=True)
+    else:
+        spectrum = data.resolved_spectrum()
+    eigenvalues = np.asarray(spectrum.eigenvalues)
+    variances = np.asarray(spectrum.teacher_variances)
+    if spectrum.weights is None:
+        if dim % spectrum.modes:
+            raise ValueError(
+                f"`dim` ({dim}) must be a multiple of the spectrum's number of modes ({spectrum.modes}) "
+                "so that every mode gets an equal share of the input directions"
+            )
+        counts = np.full(spectrum.modes, dim // spectrum.modes)
+    else:
+        exact_counts = np.asarray(spectrum.weights) * dim
+        counts = np.rint(exact_counts).astype(int)
+        if np.any(np.abs(exact_counts - counts) > 1e-6) or counts.sum() != dim:
+            worst = int(np.argmax(np.abs(exact_counts - counts)))
+            raise ValueError(
+                f"`dim` ({dim}) times the spectrum's `weights` must give whole numbers of directions; "
+                f"share {worst} would get {exact_counts[worst]:.6g}"
+            )
+    return np.repeat(eigenvalues, counts), np.repeat(variances, counts)
 
 
 def sample_teacher(data, dim: int, seeds: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,9 +1,9 @@
-"""The three studies of issue 7 (dmft.studies): learning-rate transfer, width/depth scaling, power laws.
+"""Studies of issue 7 (dmft.studies): learning-rate transfer and width/depth scaling (the power-law
+study is tested in tests/test_power_law.py).
 
 Each study is checked against something outside its own bookkeeping: the analysis helpers against
 closed forms (a parabola's vertex, a pure power law, a separable loss surface), the scaling study
 against THEORY.md's initial values and the ``1 / nu`` large-width law of the initialisation variance,
-the power-law study against the exact lazy (kernel) learning curve and its derived rate ``t^{-b}``,
 and the transfer study against the claims of issue 7 (muP transfers across width, NTK drifts; in
 muP wider is better at every learning rate), in numbers. The DMFT is deterministic, so there is no
 sampling error anywhere here: every tolerance is a round-off, discretisation or model-size argument.
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import dmft
-from dmft.studies import power_law, scaling, transfer
+from dmft.studies import scaling, transfer
 
 matplotlib.use("Agg")
 
@@ -251,92 +251,7 @@ def test_loss_at_compute_finds_the_optimum_of_a_separable_surface():
     assert math.isnan(scaling.loss_at_compute(losses, widths, [200.0])["frontier"][0])
 
 
-# --------------------------------------------------------------------------- power law
-
-
-def test_fit_power_law_is_exact_on_a_power_law_and_brackets_a_curved_one():
-    t = np.arange(0, 1001, dtype=float)
-    with np.errstate(divide="ignore"):
-        pure = 3.0 * t**-0.7
-        curved = t**-0.5 + 5 * t**-1.0  # local exponent falls from near 1 towards 0.5
-    fit = power_law.fit_power_law(t, pure, (10, 1000))
-    assert fit.exponent == pytest.approx(0.7, abs=1e-12)
-    assert fit.low == pytest.approx(0.7, abs=1e-12) and fit.high == pytest.approx(0.7, abs=1e-12)
-    assert fit.prefactor == pytest.approx(3.0, rel=1e-10)
-    fit = power_law.fit_power_law(t, curved, (10, 1000))
-    local = -np.diff(np.log(curved[[10, 1000]])) / np.diff(np.log([10, 1000]))
-    assert 0.5 < fit.low < local[0] < fit.high < 1.0
-    with pytest.raises(ValueError, match="window"):
-        power_law.fit_power_law(t, pure, (10, 2000))
-
-
-@pytest.fixture(scope="module")
-def power_law_lazy_and_rich():
-    # a = 3, b = 0.5, M = 100 shares, 150 steps of online SGD (batch 100 D): the kernel curve of this
-    # discrete spectrum is a clean t^{-1/2} on [15, 150] (README table); gamma0 = 0.01 is lazy,
-    # gamma0 = 40 the richest stable setting at this learning rate (1/8 of the lazy edge 2/eta_eff).
-    # The compute frontier runs at two finite widths (gamma0 = 1, as the study's default).
-    return power_law.power_law_study(modes=100, steps=150, richness=(0.01, 40.0), frontier_widths=(0.5, 2.0),
-                                     use_cache=False)
-
-
-def test_lazy_dmft_is_the_kernel_recursion(power_law_lazy_and_rich):
-    ds, figure = power_law_lazy_and_rich
-    assert figure is not None
-    # gamma0 = 0.01 at width 1e10: feature learning moves the kernel by O(gamma0^2) = 1e-4 and the
-    # initial function adds 1/(gamma0^2 nu) = 1e-6, so the DMFT equals the lazy recursion to 1e-4.
-    np.testing.assert_allclose(ds["test_loss"].sel(gamma0=0.01), ds["kernel_test_loss"], rtol=1e-4)
-
-
-def test_lazy_exponent_matches_the_kernel_rate_and_rich_is_faster(power_law_lazy_and_rich):
-    ds, _ = power_law_lazy_and_rich
-    lazy = ds.sel(gamma0=0.01)
-    b = ds.attrs["kernel_rate"]
-    # the derived rate t^{-b} lies in the interval from window choices, and that interval is
-    # narrower than a quarter of the gap between the kernel rate b and the published rich rate
-    # 2b/(1+b) (0.042 here): the fit could tell the two apart, so agreement is a measurement
-    assert float(lazy["exponent_low"]) <= b <= float(lazy["exponent_high"])
-    assert float(lazy["exponent_high"] - lazy["exponent_low"]) < (2 * b / (1 + b) - b) / 4
-    # What the DMFT gives in the rich regime (reported, compared with 2b/(1+b) in the README): a
-    # faster decay, with an interval disjoint from the lazy one.
-    rich = ds.sel(gamma0=40.0)
-    assert float(rich["exponent_low"]) > float(lazy["exponent_high"])
-
-
-def test_kernel_curve_and_asymptote_against_the_closed_form_sum():
-    # Infinite batch: L(t) = mean_k lambda_k b_k (1 - eta_eff lambda_k)^{2t}, written out here.
-    spectrum = dmft.PowerLaw(a=3.0, b=0.5, modes=40)
-    resolved = spectrum.resolve()
-    lam, signal = np.array(resolved.eigenvalues), np.array(resolved.eigenvalues) * np.array(resolved.teacher_variances)
-    eta = 0.25 / (3 * lam[0])
-    t = np.arange(61)
-    closed = np.mean(signal[None, :] * (1 - 3 * eta * lam[None, :]) ** (2 * t[:, None]), axis=1)
-    np.testing.assert_allclose(power_law.kernel_learning_curve(spectrum, eta, 60, depth=2), closed, rtol=1e-12)
-    # Gamma(b) / (a H_M(ab+1)) (2 eta_eff lambda_1 t)^{-b} replaces the sum by an integral and
-    # (1 - x)^{2t} by exp(-2xt); both errors are O(1/t) (the modes being learned at t have x ~ 1/t),
-    # so with M = 10^5 shares (no cut-off before t ~ M^a) the relative error falls ~10x per decade.
-    spectrum = dmft.PowerLaw(a=3.0, b=0.5, modes=100_000)
-    resolved = spectrum.resolve()
-    lam, signal = np.array(resolved.eigenvalues), np.array(resolved.eigenvalues) * np.array(resolved.teacher_variances)
-    eta = 0.25 / (2 * lam[0])
-    t = np.array([100, 1000, 10_000])
-    exact = np.array([np.mean(signal * (1 - 2 * eta * lam) ** (2 * s)) for s in t])
-    error = np.abs(exact / power_law.kernel_asymptote(spectrum, eta, t, depth=1) - 1)
-    assert error[1] < error[0] / 5 and error[2] < error[1] / 5 and error[2] < 1e-4, error
-
-
-def test_power_law_frontier_starts_from_the_initial_loss_and_is_the_lower_envelope(power_law_lazy_and_rich):
-    ds, _ = power_law_lazy_and_rich
-    # THEORY.md section 2: initial loss mean(lambda b) + mean(lambda) / (gamma0^2 nu) = 1 + 1/nu at gamma0 = 1
-    np.testing.assert_allclose(ds["frontier_test_loss"].sel(frontier_step=0), 1 + 1 / ds["width_ratio"], rtol=1e-12)
-    table = ds["loss_at_compute"].values
-    np.testing.assert_array_equal(ds["frontier_loss"].values, np.nanmin(table, axis=1))
-    assert np.isfinite(ds.attrs["frontier_exponent"])
-
-
 def test_studies_reject_bad_parameters_by_name():
-    with pytest.raises(ValueError, match="richness"):
-        power_law.power_law_study(richness=(1.0, 0.1), use_cache=False)
     with pytest.raises(ValueError, match="widths"):
         scaling.width_depth_scaling(widths=[1.0], use_cache=False)
     with pytest.raises(ValueError, match="compute"):

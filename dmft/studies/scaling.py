@@ -98,7 +98,9 @@ def solve_loss_part(model, data, training, *, part: str = "total", **options) ->
     )
 
 
-def loss_at_compute(losses: np.ndarray, widths: Sequence[float], budgets: Sequence[float]) -> dict[str, np.ndarray]:
+def loss_at_compute(
+    losses: np.ndarray, widths: Sequence[float], budgets: Sequence[float], times: Sequence[float] | None = None
+) -> dict[str, np.ndarray]:
     """The loss at fixed compute ``C = nu * t`` and the compute-optimal frontier.
 
     Parameters
@@ -106,6 +108,8 @@ def loss_at_compute(losses: np.ndarray, widths: Sequence[float], budgets: Sequen
     losses : ``(widths, steps + 1)``, the test loss of each width at steps ``0 .. T`` (NaN: diverged).
     widths : the width ratios ``nu`` of the rows.
     budgets : compute budgets ``C`` (in units of ``D`` x steps).
+    times : the times of the columns of ``losses`` (default: the steps ``0 .. T``); a flow's report
+        times, increasing, ``times[0] = 0``. "Steps" below then read "times", and 1 reads ``times[1]``.
 
     Returns
     -------
@@ -119,14 +123,15 @@ def loss_at_compute(losses: np.ndarray, widths: Sequence[float], budgets: Sequen
     losses = np.asarray(losses, dtype=float)
     widths = np.asarray(widths, dtype=float)
     budgets = np.asarray(budgets, dtype=float)
-    last = losses.shape[1] - 1
-    log_steps = np.log(np.arange(1, last + 1))
+    times = np.arange(losses.shape[1], dtype=float) if times is None else np.asarray(times, dtype=float)
+    first, last = times[1], times[-1]
+    log_steps = np.log(times[1:])
     table = np.full((budgets.size, widths.size), np.nan)
     for w, nu in enumerate(widths):
         t = budgets / nu
-        inside = (t >= 1) & (t <= last)
+        inside = (t >= first) & (t <= last)
         table[inside, w] = np.interp(np.log(t[inside]), log_steps, losses[w, 1:])
-    in_range = np.sum((budgets[:, None] / widths[None, :] >= 1) & (budgets[:, None] / widths[None, :] <= last), axis=1)
+    in_range = np.sum((budgets[:, None] / widths[None, :] >= first) & (budgets[:, None] / widths[None, :] <= last), axis=1)
     complete = in_range == widths.size
     frontier = np.full(budgets.size, np.nan)
     optimal = np.full(budgets.size, np.nan)
