@@ -430,14 +430,9 @@ def test_too_many_steps_raise_a_clear_memory_error():
 def test_mode_shares_weight_the_averages():
     """A spectrum with shares ``p_k`` (``Spectrum.weights``, quadrature representations of spectra)
     is the equal-share spectrum in which mode ``k`` is repeated in proportion to ``p_k``."""
-
-    class Weighted(dmft.Spectrum):
-        @property
-        def weights(self):
-            return (0.25, 0.75)
-
     model, training = dmft.DeepLinear(depth=2), dmft.GradientDescent(0.1, 12)
-    weighted = dmft.GaussianData(alpha=1.5, noise=0.2, spectrum=Weighted([2.0, 0.4], [0.5, 1.5]))
+    shares = dmft.Spectrum([2.0, 0.4], [0.5, 1.5], weights=[0.25, 0.75])
+    weighted = dmft.GaussianData(alpha=1.5, noise=0.2, spectrum=shares)
     repeated = dmft.GaussianData(alpha=1.5, noise=0.2, spectrum=dmft.Spectrum([2.0, 0.4, 0.4, 0.4], [0.5, 1.5, 1.5, 1.5]))
     a, b = dmft.solve(model, weighted, training), dmft.solve(model, repeated, training)
     np.testing.assert_allclose(a.test_loss, b.test_loss, rtol=1e-13)
