@@ -654,6 +654,9 @@ if numba is not None:
         R = rank.shape[0]
         n_chunks = chunk_start.shape[0]
         for t in range(t_start, t_stop):
+            for i in range(R):
+                if rank[i] + 1 > C.shape[1]:
+                    return 3, t
             if _numba_bookkeeping(
                 t, Mr, ia, noise_variance, cutoff, rank, cg, chunk_first, chunk_last,
                 part_vz, part_vc, part_vv, test, train, hist_l, hist_b, hist_g, g_rows, b_rows, l_rows, sds,
@@ -662,8 +665,6 @@ if numba is not None:
             for i in range(R):
                 if sds[i] > 0.0 and max_rank > 0 and rank[i] + 1 > max_rank:
                     return 2, t
-                if sds[i] > 0.0 and rank[i] + 1 > C.shape[1]:
-                    return 3, t
             row = t - row_offset
             any_keep = False
             for i in range(R):
