@@ -166,18 +166,6 @@ def test_nan_is_a_numerical_failure_not_a_divergence(backend):
                    sites=1024, replicas=2, teacher_sampler=sampler, backend=backend)
 
 
-def test_divergence_is_a_divergence():
-    """A loss that grows past 1e8 of its start is a divergence (DivergenceError, names the step and the
-    rate of that step of a schedule)."""
-    rates = np.full(50, 2.0)
-    rates[:3] = 0.01
-    with pytest.raises(dmft.DivergenceError, match="at step") as error:
-        dmft.solve(dmft.DiagonalLinear(3, 1.0), dmft.GaussianData(0.5, 0.1), dmft.GradientDescent(rates, 50),
-                   sites=1024, replicas=2, target_error=math.inf)
-    assert error.value.step >= 3 and error.value.learning_rate == 2.0
-    assert not isinstance(error.value, dmft.NumericalError)
-
-
 def test_negative_innovation_is_a_numerical_failure(monkeypatch):
     """A negative innovation variance beyond rounding (``|B|^2 > test``: the coordinates are no longer
     orthonormal, as when issue 10's write corrupted another replica's noise coordinates) stops the run:
