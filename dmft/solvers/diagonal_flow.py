@@ -55,6 +55,9 @@ __all__ = ["solve_diagonal_flow", "population_flow"]
 FIRST_STEP = 1e-3
 SPECTRAL_EVERY = 25
 SAFETY = 0.8
+# A step whose innovation d exceeds FIELD_FACTOR * cutoff * C_Delta(t,t) at its end is repeated
+# shorter: coordinates open at the ends of steps, with d between cutoff and FIELD_FACTOR cutoff.
+FIELD_FACTOR = 10.0
 
 
 def _rms_per_replica(x):
@@ -77,12 +80,13 @@ def _field_excess(evaluation, field_limit, capped):
 def _spectral_radius(evaluate, rho, f0, start):
     """Largest ``|lambda|`` of ``dF/drho`` at ``rho`` by the nonlinear power method
     ``x <- (F(rho + delta x) - F(rho)) / delta`` (as in the RKC code of Sommeijer et al.);
-    returns ``(estimate * 1.2, last vector)``. 30 iterations at most; stops at 1 % agreement."""
+    returns ``(estimate * 1.2, last vector, evaluations used)``. 30 iterations at most; stops at
+    1 % agreement."""
     scale = float(np.sqrt(np.mean(rho * rho)))
     x = start / max(float(np.sqrt(np.mean(start * start))), 1e-300)
     delta = math.sqrt(np.finfo(float).eps) * (1.0 + scale)
     estimate = 0.0
-    for _ in range(30):
+    for iteration in range(1, 31):
         y = (evaluate(rho + delta * x).u - f0) / delta
         norm = float(np.sqrt(np.mean(y * y)))
         if not math.isfinite(norm):
@@ -92,7 +96,7 @@ def _spectral_radius(evaluate, rho, f0, start):
         if converged or norm == 0.0:
             break
         x = y / norm
-    return 1.2 * estimate, x
+    return 1.2 * estimate, x, iteration
 
 
 def _full_batch_flow(problem, teacher, rng, training, cutoff, max_stages, backend, progress):
@@ -100,7 +104,7 @@ def _full_batch_flow(problem, teacher, rng, training, cutoff, max_stages, backen
     from ._diagonal_flow_sites import flow_sites
 
     sites = flow_sites(problem, teacher, rng, backend)
-    rtol, field_limit = training.rtol, 10.0 * cutoff
+    rtol, field_limit = training.rtol, FIELD_FACTOR * cutoff
     R = problem.replicas
     save = None if training.save_at is None else np.asarray(training.save_at)
     times, tests, trains, ranks, walls = [], [], [], [], []
@@ -146,39 +150,41 @@ def _full_batch_flow(problem, teacher, rng, training, cutoff, max_stages, backen
 
     while t < training.time:
         if since_spectral >= SPECTRAL_EVERY:
-            radius, direction = _spectral_radius(sites.evaluate, rho, ev.u, direction)
-            counters["evaluations"] += 10
+            radius, direction, used = _spectral_radius(sites.evaluate, rho, ev.u, direction)
+            counters["evaluations"] += used
             counters["spectral_estimates"] += 1
             counters["spectral_radius"] = max(counters["spectral_radius"], radius)
             since_spectral = 0
         target = training.time if save is None or next_save >= len(save) else save[next_save]
+        # `h` is the controller's step; `step` the one taken (shortened to land on the next save
+        # time; a remainder below 1e-12 of the time is taken with this step)
         h = min(h, coefficients(max_stages).stability / max(radius, 1e-300))
-        landing = h >= target - t
-        if landing:
-            h = target - t
-        stages = stages_for(h, radius, max_stages)
+        remaining = target - t
+        landing = h >= remaining - 1e-12 * max(target, 1.0)
+        step = remaining if landing else h
+        stages = stages_for(step, radius, max_stages)
         counters["largest_stages"] = max(counters["largest_stages"], stages)
         with np.errstate(all="ignore"):
-            new = rkc_step(evaluate_u, rho, ev.u, h, stages)
+            new = rkc_step(evaluate_u, rho, ev.u, step, stages)
             new_ev = sites.evaluate(new)
-        counters["evaluations"] += 1
-        est = error_estimate(rho, new, ev.u, new_ev.u, h)
+        counters["evaluations"] += stages
+        est = error_estimate(rho, new, ev.u, new_ev.u, step)
         error = float(np.max(_rms_per_replica(new_ev.k * est) / (0.5 * rtol * np.sqrt(new_ev.test))))
         field = _field_excess(new_ev, field_limit, capped=problem.max_rank > 0 and sites.rank >= problem.max_rank)
         if not (math.isfinite(error) and math.isfinite(field)):
             error = math.inf
         if error <= 1.0 and field <= 1.0:
-            t = target if landing else t + h
+            t = target if landing else t + step
             rho, ev = new, new_ev
             counters["steps"] += 1
             counters["error_bound"] += error * 0.5 * rtol
             since_spectral += 1
             if bar is not None:
-                bar.update(h)
+                bar.update(step)
             failure = sites.check(ev, t)
             if failure is not None:
                 break
-            if save is None or (landing and next_save < len(save) and t == save[next_save]):
+            if save is None or landing:
                 record(t, ev)
                 next_save += save is not None
             opened, failure = sites.open(ev, t)
@@ -190,12 +196,12 @@ def _full_batch_flow(problem, teacher, rng, training, cutoff, max_stages, backen
             factor = min(growth, SAFETY * max(error, 1e-10) ** (-1.0 / 3.0))
             if field > 0:
                 factor = min(factor, SAFETY * field ** -0.5)
-            h *= max(factor, 0.1)
+            h = max(step, h if landing else 0.0) * max(factor, 0.1)
             growth = 10.0
         else:
             counters["rejected"] += 1
             factor = 0.1 if not math.isfinite(error) else SAFETY * max(error, field**1.5) ** (-1.0 / 3.0)
-            h *= min(max(factor, 0.1), 0.5)
+            h = step * min(max(factor, 0.1), 0.5)
             growth = 1.0
             since_spectral = SPECTRAL_EVERY if not math.isfinite(error) else since_spectral
             if h < 1e-12 * max(t, 1.0):
