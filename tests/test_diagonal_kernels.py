@@ -101,9 +101,9 @@ def test_numba_kernels_with_bounds_checking(tmp_path):
     """The compiled kernels run once with ``NUMBA_BOUNDSCHECK=1`` on a case whose ranks grow past
     the initial capacity with label noise (where issue 10's out-of-bounds write happened), in a
     subprocess with its own Numba cache (bounds checking changes the compiled code, so it must not
-    share the cache; kept between runs next to the usual one when ``NUMBA_CACHE_DIR`` is set)."""
+    share the cache; kept between runs in a subdirectory of ``NUMBA_CACHE_DIR`` when it is set)."""
     cache = os.environ.get("NUMBA_CACHE_DIR")
-    cache = cache.rstrip("/") + "-boundscheck" if cache else str(tmp_path / "numba-cache")
+    cache = os.path.join(cache, "boundscheck") if cache else str(tmp_path / "numba-cache")
     script = textwrap.dedent("""
         import math, numpy as np
         from dmft.solvers._diagonal_sites import SiteProblem, run_sites

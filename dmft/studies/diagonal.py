@@ -201,7 +201,8 @@ def crossover(
     data: GaussianData = DEFAULT_DATA,
     *,
     time: float = 3000.0,
-    sites: int = 16384,
+    sites: int = 32768,
+    replicas: int = 8,
     dim: int = 1000,
     seeds: int = 4,
     simulation_time: float = 200.0,
@@ -215,7 +216,9 @@ def crossover(
 
     Each scale runs :class:`dmft.GradientFlow` to :func:`flow_time` (``time``, shorter where the
     network is lazy and has long converged), with the curves saved on a geometric grid of times.
-    The simulations (``seeds`` networks of dimension ``dim``) train by gradient descent at
+    ``sites`` in ``replicas`` replicas: 4096 sites each by default, because the smallest scales need
+    several hundred innovation coordinates (a quarter of the sites of a replica at most). The
+    simulations (``seeds`` networks of dimension ``dim``) train by gradient descent at
     ``eta = stable_learning_rate(s)`` for ``min(simulation_time, flow time)``: a finite time at
     which the smallest scales have not finished learning (their smallest teacher coefficients
     take a time ``~log(1/s^2) / |beta*|``), and an ``O(eta)`` bias. The convex program
@@ -243,7 +246,8 @@ def crossover(
         model = DiagonalLinear(depth=2, init_scale=float(s))
         end = flow_time(float(s), data.alpha, time)
         save = grid[grid < end]
-        result = solve(model, data, GradientFlow(end, save_at=tuple(save) + (end,)), sites=sites, seed=seed + k)
+        result = solve(model, data, GradientFlow(end, save_at=tuple(save) + (end,)), sites=sites, replicas=replicas,
+                       seed=seed + k)
         rows["dmft_test_loss"][k] = result.test_loss[-1]
         rows["dmft_test_loss_sem"][k] = result.test_loss_sem[-1]
         rows["dmft_train_loss"][k] = result.train_loss[-1]
