@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 import dmft
+import dmft.solvers.diagonal
 
 MODEL = dmft.DiagonalLinear(depth=2, init_scale=0.1)
 DATA = dmft.GaussianData(alpha=0.5, noise=0.1, teacher=dmft.SparseTeacher(density=0.2))
@@ -43,7 +44,7 @@ def timed(function, *args, **kwargs):
 def goal(steps, sites, reference):
     training = dmft.GradientDescent(0.05, steps)
     print(f"\n1. goal: T = {steps}, label noise 0.1, MC error < 1 % of the test loss at every step, "
-          f"{sites} sites in 16 replicas")
+          f"{sites} sites in {dmft.solvers.diagonal.DEFAULT_REPLICAS} replicas")
     result, wall, cpu = timed(dmft.solve, MODEL, DATA, training, sites=sites)
     error = result.test_loss_sem / result.test_loss
     print(f"   numba: {wall:.2f} s wall ({cpu:.2f} s cpu); largest relative MC error {np.max(error):.2%} "
@@ -58,7 +59,8 @@ def goal(steps, sites, reference):
 
 
 def scaling(steps_list, sites):
-    print(f"\n2. solve time, depth 2, sites = {sites}, 16 replicas (wall s, cpu s, largest rank)")
+    print(f"\n2. solve time, depth 2, sites = {sites}, {dmft.solvers.diagonal.DEFAULT_REPLICAS} replicas "
+          "(wall s, cpu s, largest rank)")
     times = []
     for steps in steps_list:
         result, wall, cpu = timed(dmft.solve, MODEL, DATA, dmft.GradientDescent(0.05, steps), sites=sites,

@@ -22,6 +22,18 @@ from dmft._implicit_bias import (
 
 SPARSE = dmft.SparseTeacher(density=0.2, scale=1.0)
 
+
+def _gradient_descent_endpoint(X, y, init_scale, eta, steps):
+    """``beta = a^2 - b^2`` of a finite depth-2 diagonal network after ``steps`` of full-batch
+    gradient descent from ``a = b = init_scale`` (THEORY.md 4: ``theta <- theta + eta grad F u``)."""
+    P, D = X.shape
+    a = np.full(D, init_scale)
+    b = np.full(D, init_scale)
+    for _ in range(steps):
+        u = math.sqrt(D) * X.T @ (y - X @ (a * a - b * b) / math.sqrt(D)) / P
+        a, b = a + 2 * eta * a * u, b - 2 * eta * b * u
+    return a * a - b * b
+
 def test_q_penalty_interpolates_l2_and_l1():
     """``s^2 q(beta / s^2)``: ``beta^2 / (4 s^2)`` for large ``s``; ``|beta| log(|beta| / s^2)`` -
     ``|beta|`` for small ``s`` (the l1 norm up to a slowly varying factor)."""
@@ -60,13 +72,8 @@ def test_convex_program_equals_long_gradient_descent():
     beta_star = rng.standard_normal(D) * (rng.random(D) < 0.3)
     X = rng.standard_normal((P, D))
     y = X @ beta_star / math.sqrt(D)
-    a = np.full(D, s)
-    b = np.full(D, s)
-    for _ in range(60000):
-        u = math.sqrt(D) * X.T @ (y - X @ (a * a - b * b) / math.sqrt(D)) / P
-        a, b = a + 2 * eta * a * u, b - 2 * eta * b * u
+    gd = _gradient_descent_endpoint(X, y, s, eta, 60000)
     program = minimum_q_interpolator(X, y, s)
-    gd = a * a - b * b
     assert np.linalg.norm(X @ gd / math.sqrt(D) - y) < 1e-8 * np.linalg.norm(y)
     assert np.linalg.norm(gd - program.beta) < 1e-2 * np.linalg.norm(program.beta)
 
@@ -143,10 +150,6 @@ def test_convex_program_agrees_with_long_simulations_at_small_init():
     beta_star = rng.standard_normal(D) * (rng.random(D) < 0.2)
     X = rng.standard_normal((P, D))
     y = X @ beta_star / math.sqrt(D) + 0.1 * rng.standard_normal(P)
-    a = np.full(D, s)
-    b = np.full(D, s)
-    for _ in range(200000):
-        u = math.sqrt(D) * X.T @ (y - X @ (a * a - b * b) / math.sqrt(D)) / P
-        a, b = a + 2 * eta * a * u, b - 2 * eta * b * u
+    gd = _gradient_descent_endpoint(X, y, s, eta, 200000)
     program = minimum_q_interpolator(X, y, s)
-    assert np.linalg.norm(a * a - b * b - program.beta) < 0.02 * np.linalg.norm(program.beta)
+    assert np.linalg.norm(gd - program.beta) < 0.02 * np.linalg.norm(program.beta)

@@ -52,6 +52,30 @@ def _ipow(x, n):  # pragma: no cover - compiled
 
 
 @jit
+def _move_site(m, u, eta, depth, beta_star, a, b, v):  # pragma: no cover - compiled
+    """Site ``m`` through one step: ``a += eta L a^{L-1} u``, ``b -= eta L b^{L-1} u``; stores and
+    returns the new ``v = beta* - (a^L - b^L)``."""
+    am = a[m]
+    bm = b[m]
+    a_new = am + eta * depth * _ipow(am, depth - 1) * u
+    b_new = bm - eta * depth * _ipow(bm, depth - 1) * u
+    a[m] = a_new
+    b[m] = b_new
+    v_new = beta_star[m] - (_ipow(a_new, depth) - _ipow(b_new, depth))
+    v[m] = v_new
+    return v_new
+
+
+@jit
+def _column_sum(parts, c0, c1, j):  # pragma: no cover - compiled
+    """``sum_{c0 <= c < c1} parts[c, j]``: a replica's site sum from its chunks' partial sums."""
+    acc = 0.0
+    for c in range(c0, c1):
+        acc += parts[c, j]
+    return acc
+
+
+@jit
 def _bookkeeping(
     t, Mr, ia, noise_variance, cutoff, max_rank, rank, cg, chunk_first, chunk_last,
     part_vz, part_vc, part_vv, test, train, hist_l, hist_b, hist_g, g_rows, b_rows, l_rows, sds, capped, fail,
@@ -75,13 +99,8 @@ def _bookkeeping(
         bb = 0.0
         ll = 0.0
         for j in range(r):
-            acc_z = 0.0
-            acc_c = 0.0
-            for c in range(c0, c1):
-                acc_z += part_vz[c, j]
-                acc_c += part_vc[c, j]
-            b_rows[i, j] = acc_c / Mr + noise_variance * cg[i, j]
-            g_rows[i, j] = acc_z / Mr
+            b_rows[i, j] = _column_sum(part_vc, c0, c1, j) / Mr + noise_variance * cg[i, j]
+            g_rows[i, j] = _column_sum(part_vz, c0, c1, j) / Mr
             l_rows[i, j] = b_rows[i, j] + ia * g_rows[i, j]
             bb += b_rows[i, j] * b_rows[i, j]
             ll += l_rows[i, j] * l_rows[i, j]
@@ -188,15 +207,7 @@ def _site_pass(
             z_new = (z_raw[m] - acc_proj - coef[r] * c_new) / norm
             z_m[r] = z_new
             acc_psi += l_row[r] * z_new
-        u = ia * acc_psi + v[m] + ia * acc_y
-        am = a[m]
-        bm = b[m]
-        a_new = am + eta * depth * _ipow(am, depth - 1) * u
-        b_new = bm - eta * depth * _ipow(bm, depth - 1) * u
-        a[m] = a_new
-        b[m] = b_new
-        v_new = beta_star[m] - (_ipow(a_new, depth) - _ipow(b_new, depth))
-        v[m] = v_new
+        v_new = _move_site(m, ia * acc_psi + v[m] + ia * acc_y, eta, depth, beta_star, a, b, v)
         for j in range(r_new):
             part_vz[j] += v_new * z_m[j]
             part_vc[j] += v_new * c_m[j]
@@ -221,31 +232,19 @@ def _open_coordinates(
         c0 = chunk_first[i]
         c1 = chunk_last[i]
         cg_raw = cg[i, r]
-        n = 0.0
-        zz = 0.0
-        for c in range(c0, c1):
-            n += part_n[c, 0]
-            zz += part_n[c, 1]
-        n = n / Mr + noise_variance * cg_raw * cg_raw
-        zz /= Mr
+        n = _column_sum(part_n, c0, c1, 0) / Mr + noise_variance * cg_raw * cg_raw
+        zz = _column_sum(part_n, c0, c1, 1) / Mr
         ee = 0.0
         eg = 0.0
         ep = 0.0
         for k in range(r):
-            acc_e = 0.0
-            acc_p = 0.0
-            for c in range(c0, c1):
-                acc_e += part_e[c, k]
-                acc_p += part_p[c, k]
-            e = acc_e / Mr + noise_variance * cg[i, k] * cg_raw
+            e = _column_sum(part_e, c0, c1, k) / Mr + noise_variance * cg[i, k] * cg_raw
             recoefs[i, k] = e
-            coefs[i, k] = acc_p / Mr
+            coefs[i, k] = _column_sum(part_p, c0, c1, k) / Mr
             ee += e * e
             eg += e * cg[i, k]
             ep += e * coefs[i, k]
-        p_raw = 0.0
-        for c in range(c0, c1):
-            p_raw += part_p[c, r]
+        p_raw = _column_sum(part_p, c0, c1, r)
         nu = math.sqrt(n - ee)
         nus[i] = nu
         cg[i, r] = (cg_raw - eg) / nu
@@ -380,15 +379,7 @@ def _online_block(
             i = chunk_replica[c]
             acc = 0.0
             for m in range(chunk_start[c], chunk_stop[c]):
-                u = scale[i] * normals[row, m] + v[m]
-                am = a[m]
-                bm = b[m]
-                a_new = am + eta * depth * _ipow(am, depth - 1) * u
-                b_new = bm - eta * depth * _ipow(bm, depth - 1) * u
-                a[m] = a_new
-                b[m] = b_new
-                v_new = beta_star[m] - (_ipow(a_new, depth) - _ipow(b_new, depth))
-                v[m] = v_new
+                v_new = _move_site(m, scale[i] * normals[row, m] + v[m], eta, depth, beta_star, a, b, v)
                 acc += v_new * v_new
             part_vv[c] = acc
     return -1

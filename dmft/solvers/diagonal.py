@@ -27,11 +27,11 @@ from . import register
 
 __all__ = ["solve_diagonal", "sample_site_teachers", "MIN_SITES_PER_REPLICA", "DEFAULT_SITES", "DEFAULT_REPLICAS"]
 
-# 65536 sites in 16 replicas of 4096: a Monte Carlo error below 1 % of the test loss at every step
-# of the issue-10 case (T = 1000, label noise) and error bars reliable to ~18 % (measured; see the
-# docstring of `replicas`).
+# 65536 sites in 8 replicas of 8192: a Monte Carlo error below 1 % of the test loss at every step
+# of the issue-10 case (T = 1000, label noise); more, smaller replicas make the error bars more
+# reliable but the moment-matching bias O(r / M_r) grows (measured; see the docstring of `replicas`).
 DEFAULT_SITES = 65536
-DEFAULT_REPLICAS = 16
+DEFAULT_REPLICAS = 8
 
 # Below this many sites per replica the site averages that estimate C_v and the response are
 # too noisy to be worth reporting (and the standard error over replicas is unreliable).
@@ -168,6 +168,25 @@ def _replica_curves(run, replicas):
     )
 
 
+def _sampling_info(problem, backend, seed, target_error, stratify, largest_rank, run) -> dict:
+    """The ``info`` entries the discrete and the flow solver share (JSON-able scalars)."""
+    return {
+        "backend": backend,
+        "sites": problem.sites,
+        "replicas": problem.replicas,
+        "sites_per_replica": problem.sites_per_replica,
+        "seed": seed,
+        "cutoff": problem.cutoff,
+        "target_error": target_error,
+        "stratify": bool(stratify),
+        "moment_matching": problem.moment_matching,
+        "max_rank": largest_rank,
+        "rank_cap": problem.max_rank,
+        "rank_capped_at": run.rank_capped_at,
+        "orthogonality_error": run.orthogonality_error,
+    }
+
+
 def _sample_teachers(data, replicas, sites_per_replica, rng, stratify, teacher_sampler, traced):
     teacher = sample_site_teachers(data, replicas, sites_per_replica, rng, stratify=stratify, sampler=teacher_sampler)
     if traced.size:
@@ -219,11 +238,12 @@ def solve_diagonal(
     data : isotropic :class:`dmft.GaussianData`; ``teacher`` None (``N(0,1)``) or a SparseTeacher.
     training : :class:`dmft.GradientDescent` or :class:`dmft.OnlineSGD` (rate or schedule).
     sites : total number of sampled sites ``M`` (all replicas together).
-    replicas : number of independent solves (>= 2) that give the standard errors. Default 16:
-        a standard error from ``n`` replicas is itself uncertain by ``1 / sqrt(2 (n - 1))``, 27 %
-        at 8, 18 % at 16; the price, the ``O(r / M_r)`` bias of moment matching at ``M_r =
-        4096``, measured at most 0.2 % of the test loss (below half the standard error) on the
-        issue-10 case (docs/continuous_time.md, "Diagonal networks", replicas).
+    replicas : number of independent solves (>= 2) that give the standard errors. Default 8: a
+        standard error from ``n`` replicas is itself uncertain by ``1 / sqrt(2 (n - 1))`` (27 % at
+        8, 18 % at 16), but at the same total sites more replicas are smaller and the
+        ``O(r / M_r)`` bias of moment matching grows: not resolved at T = 1000 on the issue-10
+        case (rank 75) down to 1024 sites per replica, but -1.5 % at 4096 for long-time flows at
+        small init (rank ~120; not resolved at 16384). docs/continuous_time.md, "Replicas".
     seed : seeds everything; the same seed gives the same numbers on every backend.
     backend : ``"numba"`` (default, parallel CPU kernels), ``"numpy"`` (reference) or ``"cupy"``
         (GPU, through the array API).
@@ -332,21 +352,8 @@ def solve_diagonal(
         arrays["traced_teacher"] = traced
         arrays["traced_steps"] = run.traced_steps
         arrays["traced_beta"] = run.traced_beta
-    info = {
-        "backend": backend,
-        "sites": sites_per_replica * replicas,
-        "replicas": replicas,
-        "sites_per_replica": sites_per_replica,
-        "seed": seed,
-        "cutoff": cutoff,
-        "target_error": target_error,
+    info = _sampling_info(problem, backend, seed, target_error, stratify, int(run.rank.max()), run) | {
         "response": response,
-        "stratify": bool(stratify),
-        "moment_matching": bool(moment_matching),
-        "max_rank": int(run.rank.max()),
-        "rank_cap": problem.max_rank,
-        "rank_capped_at": run.rank_capped_at,
-        "orthogonality_error": run.orthogonality_error,
         "wall_time_s": time.perf_counter() - started,
     }
     return Result(

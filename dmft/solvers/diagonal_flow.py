@@ -44,6 +44,7 @@ from .diagonal import (
     _checked_options,
     _raise_failure,
     _sample_teachers,
+    _sampling_info,
     _supports,
 )
 
@@ -378,20 +379,7 @@ def solve_diagonal_flow(
     checks.append(("time-discretisation error bound (relative, test loss; sum of the local error estimates)",
                    counters["error_bound"], target_error, "lower `rtol`"))
     status, message = diagnose(checks)
-    info = {
-        "backend": backend,
-        "sites": sites_per_replica * replicas,
-        "replicas": replicas,
-        "sites_per_replica": sites_per_replica,
-        "seed": seed,
-        "cutoff": cutoff,
-        "target_error": target_error,
-        "stratify": bool(stratify),
-        "moment_matching": bool(moment_matching),
-        "max_rank": int(flow_sites.rank.max()),
-        "rank_cap": problem.max_rank,
-        "rank_capped_at": flow_sites.rank_capped_at,
-        "orthogonality_error": flow_sites.orthogonality_error,
+    info = _sampling_info(problem, backend, seed, target_error, stratify, int(flow_sites.rank.max()), flow_sites) | {
         "time_steps": counters["steps"],
         "rejected_steps": counters["rejected"],
         "rhs_evaluations": counters["evaluations"],
