@@ -392,6 +392,8 @@ def test_bad_input_is_rejected_with_the_parameter_named():
         dmft.solve(MODEL, DATA, TRAINING, teacher_sampler=lambda rng, n: np.zeros(3), **SMALL)
     with pytest.raises(dmft.UnsupportedError, match="isotropic"):
         dmft.solve(MODEL, dmft.GaussianData(alpha=0.5, spectrum=dmft.PowerLaw()), TRAINING, **SMALL)
+    with pytest.raises(ValueError, match="return_kernels"):
+        dmft.solve(MODEL, dmft.GaussianData(alpha=None), dmft.OnlineSGD(0.05, 10), return_kernels=True, **SMALL)
     with pytest.raises(ValueError, match="target_error"):
         dmft.solve(MODEL, DATA, TRAINING, target_error=0.0, sites=2048, replicas=4)
 

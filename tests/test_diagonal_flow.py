@@ -149,7 +149,7 @@ def test_flow_is_the_small_step_limit_of_the_discrete_dmft():
     assert np.all(gap <= 4 * np.hypot(sem, flow.test_loss_sem)), gap / np.hypot(sem, flow.test_loss_sem)
 
 
-def test_flow_result_grid_and_diagnostics():
+def test_flow_result_grid_and_diagnostics(tmp_path):
     """``result.time`` is the solver's grid (increasing from 0 to ``time``) or exactly ``save_at``;
     the curves, standard errors and per-replica arrays are given at those times; ``info`` reports
     the grid and the time-discretisation error bound; the NumPy reference and the Numba kernels
@@ -170,6 +170,10 @@ def test_flow_result_grid_and_diagnostics():
     np.testing.assert_allclose(compiled.arrays["test_loss_per_replica"], saved.arrays["test_loss_per_replica"],
                                rtol=1e-16 / 1e-9)  # the default cutoff
     assert saved.status == 0 and saved.info["orthogonality_error"] < 1e-13
+    loaded = dmft.Result.load(saved.save(tmp_path / "flow.npz"))
+    np.testing.assert_array_equal(loaded.time, saved.time)
+    np.testing.assert_array_equal(loaded.test_loss_sem, saved.test_loss_sem)
+    assert loaded.training == saved.training and loaded.info["time_steps"] == saved.info["time_steps"]
 
 
 def test_flow_bad_input():
@@ -186,6 +190,9 @@ def test_flow_bad_input():
         dmft.solve(model, NOISY, dmft.GradientFlow(1.0), max_stages=1, sites=1024, replicas=2)
     with pytest.raises(ValueError, match="nodes"):
         population_flow(model, dmft.GaussianData(alpha=None), dmft.GradientFlow(1.0), nodes=801)
+    with pytest.raises(ValueError, match="`sites`, `teacher_sampler` do\\(es\\) not apply to the population flow"):
+        dmft.solve(model, dmft.GaussianData(alpha=None), dmft.GradientFlow(1.0), sites=1024,
+                   teacher_sampler=lambda rng, size: rng.standard_normal(size))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -309,6 +309,9 @@ def solve_diagonal(
             f"values, got {traced.size}"
         )
     online = isinstance(training, OnlineSGD)
+    if return_kernels and online:
+        raise ValueError("`return_kernels` applies to full-batch training: online SGD keeps no two-time kernels "
+                         "(its C_Delta is diagonal)")
     ratio = training.batch_ratio if online else data.alpha
     problem = SiteProblem(
         depth=model.depth,
@@ -339,7 +342,7 @@ def solve_diagonal(
         "train_loss_per_replica": run.train,
         "rank": run.rank,
     }
-    if return_kernels and not online:
+    if return_kernels:
         projection = run.projection
         cholesky = run.cholesky
         arrays["correlation_v"] = np.einsum("rtj,rsj->ts", projection, projection) / replicas - data.noise**2

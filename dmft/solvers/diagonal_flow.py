@@ -344,6 +344,15 @@ def solve_diagonal_flow(
     positive_int("max_stages", max_stages, minimum=2)
     positive_int("nodes", nodes, minimum=8)
     if data.alpha is None:
+        monte_carlo = dict(sites=(sites, DEFAULT_SITES), replicas=(replicas, DEFAULT_REPLICAS), seed=(seed, 0),
+                           cutoff=(cutoff, 1e-9), teacher_sampler=(teacher_sampler, None), stratify=(stratify, True),
+                           moment_matching=(moment_matching, True), backend=(backend, "numba"))
+        given = [name for name, (value, default) in monte_carlo.items() if value is not default and value != default]
+        if given:
+            raise ValueError(
+                f"{', '.join(f'`{name}`' for name in given)} do(es) not apply to the population flow "
+                "(alpha=None: a quadrature over the data's teacher prior, no Monte Carlo); use `nodes` and `rtol`"
+            )
         times, test, info = population_flow(model, data, training, nodes=nodes)
         status, message = diagnose([("quadrature error of the population flow (relative)", info["quadrature_error"],
                                      training.rtol, "raise `nodes`")])
