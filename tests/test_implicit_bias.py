@@ -81,7 +81,7 @@ def test_convex_program_equals_long_gradient_descent():
 def test_fixed_point_limits():
     """Large ``s``: the closed-form minimum-l2 risk ``(1 - alpha) E beta*^2 + sigma^2 alpha / (1 - alpha)
     + sigma^2`` (``rho (1 - alpha)`` without noise); ``s -> 0`` approaches basis pursuit from above,
-    monotonically; noiseless basis pursuit below the phase transition recovers exactly."""
+    monotonically (exact recovery of basis pursuit: test_failures_raise_instead_of_a_fake_answer)."""
     for noise in (0.0, 0.3):
         data = dmft.GaussianData(alpha=0.5, noise=noise, teacher=SPARSE)
         l2 = minimum_l2_test_loss(data)
@@ -91,9 +91,6 @@ def test_fixed_point_limits():
     losses = [implicit_bias(dmft.DiagonalLinear(2, s), data).test_loss for s in (1.0, 0.1, 0.01, 1e-3)]
     assert np.all(np.diff(losses) < 0)
     assert losses[-1] > basis_pursuit(data).test_loss
-    easy = dmft.GaussianData(alpha=0.5, teacher=dmft.SparseTeacher(density=0.05))
-    recovered = basis_pursuit(easy)
-    assert recovered.tau == 0.0 and recovered.test_loss == 0.0
 
 
 def test_fixed_point_quadrature_is_converged():
@@ -125,6 +122,25 @@ def test_fixed_point_equals_the_convex_program_at_large_dimension():
         losses.append(np.sum((beta - beta_star) ** 2) / D + 0.01)
     mean, sem = np.mean(losses), np.std(losses, ddof=1) / math.sqrt(len(losses))
     assert abs(mean - predicted) < 3 * sem + 0.03 * predicted, (mean, sem, predicted)
+
+
+def test_failures_raise_instead_of_a_fake_answer():
+    """No silent fallback. Below the Donoho-Tanner transition (density 0.05 at ``alpha = 0.5``) the
+    ``Q_s`` fixed point tends to exact recovery as ``s -> 0``: resolved down to ``tau = 3e-8`` at
+    ``s = 1e-6`` (test loss 4e-16), but at ``s = 1e-8`` it lies below the scan's ``1e-9`` of the
+    upper bound, and that is an error, not ``(tau, kappa, mse) = (0, nan, 0)`` (which would read
+    as an exact recovery); basis pursuit's exact recovery there is established by the transition
+    itself (``kappa = 0``). A convex program stopped before converging raises with the residual."""
+    easy = dmft.GaussianData(alpha=0.5, teacher=dmft.SparseTeacher(density=0.05))
+    resolved = implicit_bias(dmft.DiagonalLinear(2, 1e-6), easy)
+    assert 0 < resolved.tau < 1e-7 and resolved.test_loss < 1e-14
+    with pytest.raises(RuntimeError, match="too close to exact recovery"):
+        implicit_bias(dmft.DiagonalLinear(2, 1e-8), easy)
+    exact = basis_pursuit(easy)
+    assert (exact.tau, exact.kappa, exact.test_loss) == (0.0, 0.0, 0.0)
+    rng = np.random.default_rng(0)
+    with pytest.raises(RuntimeError, match="no convergence in 1 Newton steps.*relative residual"):
+        minimum_q_interpolator(rng.standard_normal((20, 50)), rng.standard_normal(20), 0.1, max_iterations=1)
 
 
 def test_implicit_bias_bad_input():

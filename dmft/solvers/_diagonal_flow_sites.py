@@ -175,4 +175,6 @@ def flow_sites(problem: SiteProblem, teacher: np.ndarray, rng: np.random.Generat
         from ._diagonal_flow_numba import NumbaFlowSites
 
         return NumbaFlowSites(problem, teacher, rng)
+    if backend != "numpy":
+        raise ValueError(f"the diagonal flow runs on backend 'numpy' or 'numba', got {backend!r}")
     return FlowSites(problem, teacher, rng)
