@@ -11,6 +11,7 @@ from .boltzmann_equilibrium import Equilibrium, equilibrium, phase_diagram
 from ._implicit_bias import implicit_bias, minimum_q_interpolator
 from .data import GaussianData, PowerLaw, SparseTeacher, Spectrum
 from .errors import DivergenceError, UnsupportedError
+from .errors import NumericalError
 from .models import DeepLinear, DiagonalLinear, Linear
 from .result import AccuracyWarning, Result
 from ._sweep import sweep
@@ -40,6 +41,7 @@ __all__ = [
     "GaussianData",
     "GradientDescent",
     "Linear",
+    "NumericalError",
     "OnlineSGD",
     "PowerLaw",
     "Result",

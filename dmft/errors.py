@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "DivergenceError",
+    "NumericalError",
     "UnstableLearningRateError",
     "UnsupportedError",
     "check_divergence",
@@ -24,6 +25,19 @@ class DivergenceError(FloatingPointError):
             f"{what} diverged (non-finite or overflowing) at step {step}; "
             f"lower `learning_rate` (got {learning_rate:g})"
         )
+
+
+class NumericalError(ArithmeticError):
+    """A solver's arithmetic failed while the dynamics itself stayed bounded (a NaN from finite
+    values, a negative variance beyond round-off, coordinates that lost orthonormality).
+
+    Not a divergence: lowering the learning rate does not help. ``step`` is where it happened
+    (``None`` if not tied to a step); the message says what failed and what to try.
+    """
+
+    def __init__(self, message: str, step: int | None = None):
+        self.step = step
+        super().__init__(message)
 
 
 class UnstableLearningRateError(DivergenceError, ValueError):

@@ -6,9 +6,10 @@
   teacher is recoverable). DMFT (with
   its Monte Carlo band) and one simulated network overlaid; the coordinate trajectories of the
   simulated network beside sites of the DMFT's single-site process with the same ``beta*``.
-* :func:`crossover`: final test loss against ``init_scale`` from 1e-3 to 10: the DMFT at long time,
-  the implicit-bias fixed point (minimum-``Q_s`` interpolator, THEORY.md 4.2), the finite-size
-  convex program and simulations, with the minimum-l2 and basis-pursuit ends marked.
+* :func:`crossover`: final test loss against ``init_scale`` from 1e-3 to 10: the DMFT gradient flow
+  at long time (:class:`dmft.GradientFlow`), the implicit-bias fixed point (minimum-``Q_s``
+  interpolator, THEORY.md 4.2), the finite-size convex program and simulations, with the
+  minimum-l2 and basis-pursuit ends marked.
 * :func:`tradeoff`: steps to reach a train loss of 1e-3 against the final test loss, across
   ``init_scale``: small init generalises better (sparser interpolator) but learns slower.
 
@@ -33,7 +34,7 @@ from ..data import GaussianData, SparseTeacher
 from .._implicit_bias import basis_pursuit, implicit_bias, minimum_l2_test_loss, minimum_q_interpolator
 from ..models import DiagonalLinear
 from ..solvers import solve
-from ..training import GradientDescent
+from ..training import GradientDescent, GradientFlow
 
 __all__ = [
     "DEFAULT_DATA",
@@ -43,6 +44,7 @@ __all__ = [
     "tradeoff",
     "stable_learning_rate",
     "steps_to_reach",
+    "flow_time",
 ]
 
 DEFAULT_DATA = GaussianData(alpha=0.5, noise=0.0, teacher=SparseTeacher(density=0.2))
@@ -182,88 +184,101 @@ def _plot_incremental(ds):
 # ----------------------------------------------------------------------------------------------
 
 
+def flow_time(init_scale: float, alpha: float, time: float) -> float:
+    """How long the crossover study runs the flow at ``init_scale``: ``time``, or less where the
+    network is lazy: every coordinate moves at a rate ``k = dF/drho >= 8 s^2`` (``8 s^2 cosh(4 rho)``
+    at depth 2), so the slowest data direction (eigenvalue ``lambda_min = (1 - alpha^{-1/2})^2`` of
+    ``X^T X / P``) has decayed by ``exp(-2 * 8 s^2 lambda_min t)``, i.e. ``e^{-64}``, by
+    ``t = 4 / (s^2 lambda_min)`` (long converged; e.g. 0.3 at ``s = 10``, 2.9e3 at ``s = 0.1``)."""
+    smallest = (1.0 - 1.0 / math.sqrt(alpha)) ** 2
+    if smallest == 0.0:
+        return time
+    return min(time, 4.0 / (init_scale**2 * smallest))
+
+
 def crossover(
     scales: Sequence[float] = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
     data: GaussianData = DEFAULT_DATA,
     *,
-    duration: float = 200.0,
-    lazy_steps: int = 1500,
-    sites: int = 16384,
+    time: float = 3000.0,
+    sites: int = 32768,
+    replicas: int = 8,
     dim: int = 1000,
     seeds: int = 4,
+    simulation_time: float = 200.0,
     curve_points: int = 25,
     seed: int = 0,
     simulate: bool = True,
 ):
-    """Final test loss against ``init_scale``: DMFT at long time, fixed point, convex program,
-    simulations, and the two ends (minimum l2 ``rho (1 - alpha)``, basis pursuit).
+    """Final test loss against ``init_scale``: the gradient flow at long time (DMFT), the
+    implicit-bias fixed point, the convex program, simulations, and the two ends (minimum l2
+    ``rho (1 - alpha)``, basis pursuit).
 
-    Each scale trains at ``eta = stable_learning_rate(s)``: ``duration / eta`` steps in the rich
-    regime (``eta = 0.05``), at most ``lazy_steps`` steps for the lazy scales (``eta ~ 1 / s^2``;
-    there the number of steps to converge no longer grows with ``s``). The simulations (``seeds``
-    networks of dimension ``dim``) train for the same steps, and the convex program
-    (:func:`dmft.minimum_q_interpolator`) is solved on ``seeds`` fresh data sets of
-    the same size. Small scales learn their smallest teacher coefficients very late (time
-    ``~ log(1/s^2) / |beta*|``): at ``s <= 1e-2`` the runs have not interpolated by time 200
-    (train loss ~1e-6) and sit *below* the fixed point (the last, smallest coordinates to be
-    fitted add test error: stopping early generalises better there); at ``s ~ 0.1`` to ``0.3``
-    the converged ``eta = 0.05`` runs sit ~2% above it (the O(eta) bias of discrete steps).
+    Each scale runs :class:`dmft.GradientFlow` to :func:`flow_time` (``time``, shorter where the
+    network is lazy and has long converged), with the curves saved on a geometric grid of times.
+    ``sites`` in ``replicas`` replicas: 4096 sites each by default, because the smallest scales need
+    several hundred innovation coordinates (a quarter of the sites of a replica at most). The
+    simulations (``seeds`` networks of dimension ``dim``) train by gradient descent at
+    ``eta = stable_learning_rate(s)`` for ``min(simulation_time, flow time)``: a finite time at
+    which the smallest scales have not finished learning (their smallest teacher coefficients
+    take a time ``~log(1/s^2) / |beta*|``), and an ``O(eta)`` bias. The convex program
+    (:func:`dmft.minimum_q_interpolator`) is solved on ``seeds`` fresh data sets of the same size.
 
     Returns
     -------
     ``(dataset, figure)``: per ``init_scale`` the variables ``dmft_test_loss``,
-    ``dmft_test_loss_sem``, ``dmft_train_loss``, ``learning_rate``, ``steps``,
-    ``simulation_test_loss``, ``simulation_test_loss_sem``, ``program_test_loss``,
+    ``dmft_test_loss_sem``, ``dmft_train_loss``, ``flow_time``, ``simulation_test_loss``,
+    ``simulation_test_loss_sem``, ``simulation_learning_rate``, ``program_test_loss``,
     ``program_test_loss_sem``; the fixed point on a fine grid (``fine_scale``:
-    ``implicit_bias_test_loss``); the curves ``dmft_test_curve``, ``dmft_train_curve``
-    (``init_scale, step``, NaN past each run's end); attributes ``minimum_l2``, ``basis_pursuit``.
+    ``implicit_bias_test_loss``); the flow's curves ``dmft_test_curve``, ``dmft_train_curve``
+    (``init_scale, time``, NaN past each run's end); attributes ``minimum_l2``, ``basis_pursuit``.
     """
     import xarray as xr
 
     scales = np.asarray(scales, dtype=float)
     rows = {name: np.full(scales.size, np.nan) for name in (
-        "dmft_test_loss", "dmft_test_loss_sem", "dmft_train_loss", "learning_rate", "steps",
-        "simulation_test_loss", "simulation_test_loss_sem", "program_test_loss", "program_test_loss_sem")}
-    curves = []
+        "dmft_test_loss", "dmft_test_loss_sem", "dmft_train_loss", "flow_time", "simulation_test_loss",
+        "simulation_test_loss_sem", "simulation_learning_rate", "program_test_loss", "program_test_loss_sem")}
+    grid = np.concatenate([[0.0], np.geomspace(1e-2, time, 60)])
+    test_curves = np.full((scales.size, grid.size), np.nan)
+    train_curves = np.full((scales.size, grid.size), np.nan)
     for k, s in enumerate(scales):
-        eta = stable_learning_rate(s, data.alpha)
-        steps = int(round(duration / eta)) if eta >= 0.05 else min(int(round(duration / eta)), lazy_steps)
         model = DiagonalLinear(depth=2, init_scale=float(s))
-        training = GradientDescent(learning_rate=eta, steps=steps)
-        result = solve(model, data, training, sites=sites, seed=seed + k)
+        end = flow_time(float(s), data.alpha, time)
+        save = grid[grid < end]
+        result = solve(model, data, GradientFlow(end, save_at=tuple(save) + (end,)), sites=sites, replicas=replicas,
+                       seed=seed + k)
         rows["dmft_test_loss"][k] = result.test_loss[-1]
         rows["dmft_test_loss_sem"][k] = result.test_loss_sem[-1]
         rows["dmft_train_loss"][k] = result.train_loss[-1]
-        rows["learning_rate"][k], rows["steps"][k] = eta, steps
-        curves.append((result.test_loss, result.train_loss))
+        rows["flow_time"][k] = end
+        test_curves[k, : save.size] = result.test_loss[:-1]
+        train_curves[k, : save.size] = result.train_loss[:-1]
         if simulate:
-            sim = _simulate(model, data, training, dim, seeds, seed + 100 + k)
+            eta = stable_learning_rate(float(s), data.alpha)
+            steps = max(1, int(round(min(simulation_time, end) / eta)))
+            sim = _simulate(model, data, GradientDescent(learning_rate=eta, steps=steps), dim, seeds, seed + 100 + k)
             rows["simulation_test_loss"][k] = sim.test_loss[-1]
             rows["simulation_test_loss_sem"][k] = sim.test_loss_sem[-1]
+            rows["simulation_learning_rate"][k] = eta
         program = _program_losses(float(s), data, dim, seeds, seed + 200 + k)
         rows["program_test_loss"][k] = np.mean(program)
         rows["program_test_loss_sem"][k] = np.std(program, ddof=1) / math.sqrt(len(program)) if len(program) > 1 else np.nan
-    longest = max(len(c[0]) for c in curves)
-    test_curves = np.full((scales.size, longest), np.nan)
-    train_curves = np.full((scales.size, longest), np.nan)
-    for k, (test, train) in enumerate(curves):
-        test_curves[k, : len(test)] = test
-        train_curves[k, : len(train)] = train
     fine = np.logspace(math.log10(scales.min()), math.log10(scales.max()), curve_points)
     fixed_point = np.array([implicit_bias(DiagonalLinear(2, float(s)), data).test_loss for s in fine])
     ds = xr.Dataset(
         {name: ("init_scale", value) for name, value in rows.items()}
         | {
             "implicit_bias_test_loss": ("fine_scale", fixed_point),
-            "dmft_test_curve": (("init_scale", "step"), test_curves),
-            "dmft_train_curve": (("init_scale", "step"), train_curves),
+            "dmft_test_curve": (("init_scale", "time"), test_curves),
+            "dmft_train_curve": (("init_scale", "time"), train_curves),
         },
-        coords={"init_scale": scales, "fine_scale": fine, "step": np.arange(longest)},
+        coords={"init_scale": scales, "fine_scale": fine, "time": grid},
         attrs={
             "minimum_l2": minimum_l2_test_loss(data),
             "basis_pursuit": basis_pursuit(data).test_loss,
             "alpha": data.alpha, "noise": data.noise, "sites": sites, "dim": dim, "seeds": seeds,
-            "duration": duration,
+            "time": time, "simulation_time": simulation_time,
         },
     )
     return ds, _plot_crossover(ds)
@@ -280,10 +295,7 @@ def _program_losses(init_scale, data, dim, seeds, seed):
         beta_star = scale * rng.standard_normal(dim) * (rng.random(dim) < density)
         X = rng.standard_normal((count, dim))
         y = X @ beta_star / math.sqrt(dim) + data.noise * rng.standard_normal(count)
-        try:
-            beta = minimum_q_interpolator(X, y, init_scale, max_iterations=500).beta
-        except RuntimeError:  # extremely small scales: Newton on the dual may stall
-            continue
+        beta = minimum_q_interpolator(X, y, init_scale, max_iterations=500).beta
         losses.append(np.sum((beta - beta_star) ** 2) / dim + data.noise**2)
     return losses
 
@@ -295,10 +307,11 @@ def _plot_crossover(ds):
     ax.plot(ds["fine_scale"], ds["implicit_bias_test_loss"], "k-", lw=1.4, label="implicit bias (fixed point)")
     s = ds["init_scale"].values
     ax.errorbar(s, ds["dmft_test_loss"], yerr=2 * ds["dmft_test_loss_sem"].values, fmt="o", color="C0",
-                ms=5, capsize=2, label="DMFT, long time")
+                ms=5, capsize=2, label=f"DMFT gradient flow, time {ds.attrs['time']:g} (lazy: until converged)")
     if np.any(np.isfinite(ds["simulation_test_loss"].values)):
         ax.errorbar(s * 1.08, ds["simulation_test_loss"], yerr=ds["simulation_test_loss_sem"].values, fmt="s",
-                    color="C1", ms=4, mfc="none", capsize=2, label=f"simulation, D = {ds.attrs['dim']}")
+                    color="C1", ms=4, mfc="none", capsize=2,
+                    label=f"simulation, D = {ds.attrs['dim']}, GD to time {ds.attrs['simulation_time']:g}")
     ax.errorbar(s / 1.08, ds["program_test_loss"], yerr=ds["program_test_loss_sem"].values, fmt="^", color="C2",
                 ms=4, mfc="none", capsize=2, label=f"convex program, D = {ds.attrs['dim']}")
     ax.axhline(ds.attrs["minimum_l2"], color="C3", ls="--", lw=1, label=r"minimum $\ell_2$: $\rho(1-\alpha)$")
@@ -321,14 +334,13 @@ def tradeoff(
     level: float = 1e-3,
     sites: int = 16384,
     seed: int = 0,
-    crossover_data=None,
 ):
     """Steps to reach a train loss of ``level`` against the final test loss, across ``init_scale``.
 
     All scales train at the same ``learning_rate`` for ``steps`` steps (so steps compare), with
     the DMFT. The default scales stop at 0.5: beyond, ``eta = 0.05`` approaches the edge of
-    stability of the lazy regime (``4 s^2 eta lambda_max -> 2``) and fitting slows down again. ``crossover_data`` (a :func:`crossover` dataset) is reused for the scales it ran at
-    this learning rate and length. Small scales reach the sparse, better-generalising
+    stability of the lazy regime (``4 s^2 eta lambda_max -> 2``) and fitting slows down again.
+    Small scales reach the sparse, better-generalising
     interpolator but sit on plateaus first; large scales fit fast and generalise like the
     minimum-l2 interpolator.
 
@@ -344,13 +356,9 @@ def tradeoff(
     final = np.full(scales.size, np.nan)
     final_sem = np.full(scales.size, np.nan)
     for k, s in enumerate(scales):
-        reused = _reuse(crossover_data, s, learning_rate, steps)
-        if reused is None:
-            result = solve(DiagonalLinear(2, float(s)), data, GradientDescent(learning_rate, steps), sites=sites,
-                           seed=seed + k)
-            train, test, sem = result.train_loss, result.test_loss[-1], result.test_loss_sem[-1]
-        else:
-            train, test, sem = reused
+        result = solve(DiagonalLinear(2, float(s)), data, GradientDescent(learning_rate, steps), sites=sites,
+                       seed=seed + k)
+        train, test, sem = result.train_loss, result.test_loss[-1], result.test_loss_sem[-1]
         reach[k] = steps_to_reach(train, level)
         final[k], final_sem[k] = test, sem
     fixed_point = np.array([implicit_bias(DiagonalLinear(2, float(s)), data).test_loss for s in scales])
@@ -365,16 +373,6 @@ def tradeoff(
         attrs={"level": level, "learning_rate": learning_rate, "steps": steps, "sites": sites},
     )
     return ds, _plot_tradeoff(ds)
-
-
-def _reuse(crossover_data, s, learning_rate, steps):
-    if crossover_data is None or s not in crossover_data["init_scale"].values:
-        return None
-    row = crossover_data.sel(init_scale=s)
-    if not (math.isclose(float(row["learning_rate"]), learning_rate) and int(row["steps"]) == steps):
-        return None
-    train = row["dmft_train_curve"].values[: steps + 1]
-    return train, float(row["dmft_test_loss"]), float(row["dmft_test_loss_sem"])
 
 
 def _plot_tradeoff(ds):
