@@ -230,6 +230,18 @@ def _apply(config: Any, changes: _Changes) -> Any:
     return dataclasses.replace(config, **updates)
 
 
+def _check_point(model, data, training) -> None:
+    """The configuration check of :func:`dmft.solve` for the point's model family: the networks'
+    (:func:`dmft.training.check_compatible`) or the spherical Boltzmann machine's
+    (:func:`dmft.boltzmann.check_configuration`)."""
+    from .boltzmann import SphericalBoltzmann, check_configuration
+
+    if isinstance(model, SphericalBoltzmann):
+        check_configuration(model, data, training)
+    else:
+        check_compatible(data, training)
+
+
 def _build_point(index, parameters, values, base: dict) -> _Point:
     """The configuration of one grid point; invalid values raise naming the swept parameters."""
     changes = {root: _Changes() for root in _ROOTS}
@@ -255,7 +267,7 @@ def _build_point(index, parameters, values, base: dict) -> _Point:
         else:
             configured[root] = base[root]
     try:
-        check_compatible(configured["data"], configured["training"])
+        _check_point(configured["model"], configured["data"], configured["training"])
     except (TypeError, ValueError) as error:
         described = ", ".join(f"{name}={value!r}" for name, value in assignment.items()) or "the base configuration"
         raise _reraise(error, f"sweep point {described}: {error}") from error
@@ -549,6 +561,18 @@ def _json_value(value):
     return _plain(value, "value")
 
 
+# Learning curves of dmft.SphericalBoltzmann results that sweeps gather next to test_loss / train_loss
+BOLTZMANN_CURVES = {
+    "top_eigenvalue": "top eigenvalue of the couplings W",
+    "top_overlap": "squared overlap (v_1 . e_1)^2 of the top eigenvector with the top data direction",
+    "multiplier": "spherical multiplier of the chain",
+    "equilibrium_multiplier": "equilibrium spherical multiplier mu of the current couplings",
+    "condensed_fraction": "condensed fraction of the equilibrium measure of the current couplings",
+    "reverse_kl": "reverse KL (model || teacher) per site",
+    "forward_kl": "forward KL (teacher || model) per site",
+}
+
+
 def _curve_axis(points: list[_Point]) -> tuple[str, np.ndarray | None]:
     """``(axis, report_times)``: the Dataset's curve axis (:func:`dmft.result.time_dimension`; the
     training rule's type is the base configuration's at every point, as ``over`` changes fields,
@@ -563,13 +587,13 @@ def _curve_axis(points: list[_Point]) -> tuple[str, np.ndarray | None]:
     save_at = [p.training.save_at for p in points]
     if any(times is None for times in save_at):
         raise ValueError(
-            "a sweep over GradientFlow needs common report times: give the base GradientFlow `save_at` "
+            f"a sweep over {type(points[0].training).__name__} needs common report times: give the base training `save_at` "
             "(e.g. dmft.GradientFlow(time=1e4, save_at=np.geomspace(1, 1e4, 61))); with save_at=None "
             "every point would report on its own adaptive grid"
         )
     if any(times != save_at[0] for times in save_at):
         raise ValueError(
-            "a sweep over GradientFlow needs the same `save_at` at every point (the Dataset's `time` axis); "
+            f"a sweep over {type(points[0].training).__name__} needs the same `save_at` at every point (the Dataset's `time` axis); "
             "sweep training.save_at in separate sweeps"
         )
     return axis, np.asarray(save_at[0], dtype=float)
@@ -618,6 +642,17 @@ def _dataset(xr, parameters, zipped, shape, points, outcomes, axis, report_times
                 has_errors[name] = True
                 errors[name][point.index + (slice(0, len(value)),)] = np.asarray(value, dtype=float)
 
+    # the spherical Boltzmann machine's learning curves (result.arrays, one value per report time)
+    extra: dict[str, np.ndarray] = {}
+    for point, (_, _, result) in zip(points, outcomes):
+        if result is None:
+            continue
+        for name in BOLTZMANN_CURVES:
+            value = result.arrays.get(name)
+            if value is None or np.ndim(value) != 1 or len(value) != length:
+                continue
+            extra.setdefault(name, np.full(shape + (length,), np.nan))[point.index] = np.asarray(value, dtype=float)
+
     dims = ("point",) if zipped else tuple(p.dimension for p in parameters)
     if axis == "step":
         coords: dict[str, Any] = {"step": np.arange(length), "time": ("step", times)}
@@ -636,6 +671,11 @@ def _dataset(xr, parameters, zipped, shape, points, outcomes, axis, report_times
         "train_loss": (dims + (axis,), curves["train_loss"],
                        {"long_name": "train loss (1/P) sum (f - y)^2 (no factor 1/2)"}),
     }
+    for name, values in extra.items():
+        variables[name] = (dims + (axis,), values, {"long_name": BOLTZMANN_CURVES[name]})
+    if extra:  # test/train loss of a Boltzmann machine are not squared errors
+        variables["test_loss"][2]["long_name"] = "forward KL from the teacher per site (SpikedTeacher), else the training NLL"
+        variables["train_loss"][2]["long_name"] = "training negative log-likelihood per sample and site (relative to the uniform law)"
     for name, present in has_errors.items():
         if present:
             variables[name] = (dims + (axis,), errors[name], {"long_name": f"standard error of {name[:-4]}"})

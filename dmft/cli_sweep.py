@@ -3,7 +3,7 @@
 The configuration file (every table but ``[model]`` and ``[over]`` optional)::
 
     [model]                     # the base configuration; `type` names the class
-    type = "DeepLinear"         # Linear | DeepLinear | DiagonalLinear
+    type = "DeepLinear"         # Linear | DeepLinear | DiagonalLinear | SphericalBoltzmann
     depth = 2
     width_ratio = 1.0
 
@@ -36,7 +36,13 @@ The configuration file (every table but ``[model]`` and ``[over]`` optional)::
     file = "final.png"
     logx = true
 
-Figure keys: ``variable`` (``"test_loss"`` or ``"train_loss"``, default test), ``logx`` (default
+A ``SphericalBoltzmann`` model takes ``[data]`` of type ``SpikedTeacher`` (default) or
+``DataCovariance`` and ``[training]`` of type ``Langevin`` (default; ``chain_speed = inf`` is TOML's
+``inf``; ``save_at`` required, the common report times); see ``examples/boltzmann_sweep.toml``.
+
+Figure keys: ``variable`` (``"test_loss"`` or ``"train_loss"``, default test; for Boltzmann sweeps
+also ``"top_eigenvalue"``, ``"top_overlap"``, ``"multiplier"``, ``"equilibrium_multiplier"``,
+``"condensed_fraction"``, ``"reverse_kl"``, ``"forward_kl"``), ``logx`` (default
 false for steps, true for flow times), ``logy`` (default true) and, for ``"final"``, ``step`` (discrete
 training) or ``time`` (gradient flow: the nearest report time) at which to read the loss (default:
 each point's last finite entry).
@@ -61,8 +67,15 @@ __all__ = ["add_sweep_command", "load_sweep_config", "SweepConfig", "plot_sweep_
 
 _TABLES = ("model", "data", "training", "over", "run", "figures")
 _DEFAULT_TYPES = {"data": "GaussianData", "training": "GradientDescent"}
-_TYPES = {"model": ("Linear", "DeepLinear", "DiagonalLinear"), "data": ("GaussianData",),
-          "training": ("GradientDescent", "OnlineSGD", "GradientFlow")}
+_TYPES = {"model": ("Linear", "DeepLinear", "DiagonalLinear", "SphericalBoltzmann"),
+          "data": ("GaussianData", "DataCovariance", "SpikedTeacher"),
+          "training": ("GradientDescent", "OnlineSGD", "GradientFlow", "Langevin")}
+# a spherical Boltzmann machine's defaults, and the types that go with it
+_BOLTZMANN_DEFAULT_TYPES = {"data": "SpikedTeacher", "training": "Langevin"}
+_BOLTZMANN_TYPES = {"data": ("DataCovariance", "SpikedTeacher"), "training": ("Langevin",)}
+# variables a figure may draw: the losses, and a Boltzmann machine's learning curves
+_FIGURE_VARIABLES = ("test_loss", "train_loss", "top_eigenvalue", "top_overlap", "multiplier",
+                     "equilibrium_multiplier", "condensed_fraction", "reverse_kl", "forward_kl")
 _FIGURE_KINDS = ("curves", "final")
 _FIGURE_KEYS = {"kind", "file", "variable", "logx", "logy", "x", "step", "time"}
 
@@ -93,15 +106,21 @@ def _nones(value: Any) -> Any:
     return value
 
 
-def _configuration(table_name: str, table: Any) -> Any:
-    """The configuration object of one TOML table (``type`` key plus fields, nested tables inside)."""
+def _configuration(table_name: str, table: Any, boltzmann: bool = False) -> Any:
+    """The configuration object of one TOML table (``type`` key plus fields, nested tables inside).
+    ``boltzmann``: the model is a ``SphericalBoltzmann`` (its own data and training types)."""
     from ._serialize import config_from_dict
 
     if not isinstance(table, dict):
         raise ValueError(f"[{table_name}] must be a table, got {table!r}")
     table = dict(table)
-    table.setdefault("type", _DEFAULT_TYPES.get(table_name))
-    allowed = list(_TYPES[table_name])
+    defaults, types = (_BOLTZMANN_DEFAULT_TYPES, _BOLTZMANN_TYPES) if boltzmann else (_DEFAULT_TYPES, {})
+    table.setdefault("type", defaults.get(table_name))
+    allowed = list(types.get(table_name, _TYPES[table_name]))
+    if boltzmann and table_name != "model" and table["type"] not in allowed:
+        raise ValueError(f"[{table_name}]: a SphericalBoltzmann model needs type = one of {allowed}, got {table['type']!r}")
+    if not boltzmann and table_name != "model":
+        allowed = [t for t in allowed if t not in _BOLTZMANN_TYPES.get(table_name, ())]
     if table["type"] not in allowed:
         raise ValueError(f"[{table_name}] needs type = one of {allowed}, got {table['type']!r}")
 
@@ -138,8 +157,9 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
         if required not in content:
             raise ValueError(f"{path.name}: the [{required}] table is required")
     model = _configuration("model", content["model"])
-    data = _configuration("data", content.get("data", {}))
-    training = _configuration("training", content.get("training", {}))
+    boltzmann = type(model).__name__ == "SphericalBoltzmann"
+    data = _configuration("data", content.get("data", {}), boltzmann)
+    training = _configuration("training", content.get("training", {}), boltzmann)
     over = content["over"]
     if not isinstance(over, dict):
         raise ValueError(f"[over] must be a table of dotted name = list of values, got {over!r}")
@@ -169,8 +189,9 @@ def _check_figures(figures, dimensions: list[str], axis: str = "step") -> None:
             raise ValueError(f"{where}: kind must be one of {_FIGURE_KINDS}, got {spec.get('kind')!r}")
         if not spec.get("file"):
             raise ValueError(f"{where}: give the PNG file name as file = \"...\"")
-        if spec.get("variable", "test_loss") not in ("test_loss", "train_loss"):
-            raise ValueError(f"{where}: variable must be test_loss or train_loss, got {spec['variable']!r}")
+        if spec.get("variable", "test_loss") not in _FIGURE_VARIABLES:
+            raise ValueError(f"{where}: variable must be one of {_FIGURE_VARIABLES} (the last seven for "
+                             f"SphericalBoltzmann sweeps), got {spec['variable']!r}")
         if spec["kind"] == "final" and spec.get("x") not in dimensions:
             raise ValueError(f"{where}: x must be one of the swept parameters {dimensions}, got {spec.get('x')!r}")
         other = "time" if axis == "step" else "step"

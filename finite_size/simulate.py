@@ -81,6 +81,8 @@ def simulate(
     progress: bool = False,
     record_hidden: bool = False,
     threads: int | None = None,
+    step: float | None = None,
+    spectrum: str | None = None,
 ) -> Result:
     """Train ``seeds`` independent networks of input dimension ``dim`` and average their curves.
 
@@ -107,6 +109,10 @@ def simulate(
     threads : BLAS threads during the run (``None``: ``finite_size._backend.DEFAULT_THREADS`` = 1:
         the work is memory-bound matrix-vector products, and two BLAS threads made a 20-step run at
         ``D = 800`` 6-10 times slower on a busy 2-core machine; see the README's simulation section).
+    step, spectrum : spherical Boltzmann machines only (``model`` a :class:`dmft.SphericalBoltzmann`):
+        passed to :func:`finite_size.boltzmann.simulate_boltzmann` (its time step and when to
+        diagonalise the couplings; defaults ``None`` -> its own, ``"all"``). For a Boltzmann model
+        ``dim`` is ``N``, and ``snapshot_every`` / ``record_hidden`` (network options) are refused.
 
     Returns
     -------
@@ -136,7 +142,19 @@ def simulate(
         flow time).
     """
     if isinstance(model, SphericalBoltzmann):  # Langevin training: finite_size/boltzmann.py (issue 12)
-        return simulate_boltzmann(model, data, training, dim=dim, seeds=seeds, backend=backend, seed=seed, progress=progress)
+        if snapshot_every is not None:
+            raise ValueError("`snapshot_every` is for networks trained by discrete steps; a spherical Boltzmann "
+                             "machine reports at training.save_at (use that)")
+        if record_hidden:
+            raise ValueError("`record_hidden` is for deep networks (dmft.DeepLinear), not dmft.SphericalBoltzmann")
+        options = {} if spectrum is None else {"spectrum": spectrum}
+        return simulate_boltzmann(model, data, training, dim=dim, seeds=seeds, backend=backend, seed=seed,
+                                  step=step, progress=progress, threads=1 if threads is None else threads,
+                                  **options)
+    if step is not None:
+        raise ValueError(f"`step` (the Langevin time step) applies to dmft.SphericalBoltzmann only, got {model!r}")
+    if spectrum is not None:
+        raise ValueError(f"`spectrum` (when to diagonalise the couplings) applies to dmft.SphericalBoltzmann only, got {model!r}")
     dim = positive_int("dim", dim)
     seeds = positive_int("seeds", seeds)
     seed = positive_int("seed", seed, minimum=0)

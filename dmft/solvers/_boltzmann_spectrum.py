@@ -79,8 +79,14 @@ def top_outlier(resolvent, edge: float, ceiling: float, guess: float | None = No
     ``Gd(z)``; the outliers lie in ``(edge, ceiling)``."""
 
     def smallest(z):
-        values = np.linalg.eigvalsh(np.linalg.inv(resolvent(z)))
-        return values[0]
+        try:
+            inverse = np.linalg.inv(resolvent(z))
+        except np.linalg.LinAlgError:
+            # the window's linear system is singular exactly at a pole of Gd (a root search, e.g.
+            # the secant steps below, landed on the outlier to machine precision): there the
+            # smallest eigenvalue of Gd^{-1} is 0
+            return 0.0
+        return np.linalg.eigvalsh(inverse)[0]
 
     low = edge + 1e-7 * max(1.0, ceiling)  # (for J = 0 the "bulk" is a point mass at 0)
     root = None
