@@ -1,8 +1,10 @@
-"""The ``dmft`` command line: ``dmft demo``, ``dmft solve``, ``dmft simulate``, ``dmft saxe``, ``dmft sweep``.
+"""The ``dmft`` command line: ``dmft demo``, ``dmft solve``, ``dmft simulate``, ``dmft saxe``, ``dmft sweep``,
+``dmft equilibrium``.
 
 Every command can write its result as JSON (``--json FILE``) and a PNG figure (``--png FILE``).
 Discrete training by default (``--learning-rate``, ``--steps``, ``--schedule``); gradient flow with
-``--time`` (``--save-at``, ``--rtol``).
+``--time`` (``--save-at``, ``--rtol``). ``--model boltzmann``: the spherical Boltzmann machine
+trained by Langevin dynamics (:mod:`dmft.cli_boltzmann`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ DEFAULT_STEPS = 100
 
 def _add_configuration_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=("linear", "deep", "diagonal"), default="deep",
-                       help="linear (depth 0), deep (deep linear network) or diagonal")
+    model.add_argument("--model", choices=("linear", "deep", "diagonal", "boltzmann"), default="deep",
+                       help="linear (depth 0), deep (deep linear network), diagonal, or boltzmann (spherical "
+                            "Boltzmann machine, Langevin training: its own flags below)")
     model.add_argument("--depth", type=_depth, default=None,
                        help="hidden layers (deep, default 1; 'inf' for the residual infinite-depth limit) "
                             "or factors (diagonal, default 2)")
@@ -38,7 +41,7 @@ def _add_configuration_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--init-scale", type=float, default=None, help="diagonal: a = b = init_scale (default 0.1)")
     data = parser.add_argument_group("data")
     data.add_argument("--alpha", type=float, default=None, help="P / D for full-batch GD (default 2)")
-    data.add_argument("--noise", type=float, default=0.0, help="label-noise standard deviation")
+    data.add_argument("--noise", type=float, default=None, help="label-noise standard deviation (default 0)")
     data.add_argument("--power-law", type=float, nargs=2, metavar=("A", "B"), default=None,
                       help="power-law spectrum with capacity A and source B")
     data.add_argument("--modes", type=int, default=None, help="modes of the power-law spectrum (default 100)")
@@ -62,6 +65,9 @@ def _add_configuration_arguments(parser: argparse.ArgumentParser) -> None:
                           help="gradient flow: report times, as numbers (0 1 10 100) or geom:START:STOP:COUNT "
                                "/ lin:START:STOP:COUNT (default: the solver's own grid)")
     training.add_argument("--rtol", type=float, default=None, help="gradient flow: relative accuracy (default 1e-4)")
+    from .cli_boltzmann import add_boltzmann_arguments
+
+    add_boltzmann_arguments(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--json", type=Path, default=None, help="write the result as JSON (NaN as null)")
     output.add_argument("--png", type=Path, default=None, help="write a figure of the curves")
@@ -156,6 +162,14 @@ def build_configuration(args: argparse.Namespace):
     """
     import dmft
 
+    from .cli_boltzmann import build_boltzmann, refuse_boltzmann_flags
+
+    if args.model == "boltzmann":
+        network = {flag: attribute for flag, (attribute, _) in _MODEL_FLAGS.items()}
+        network.update({"--residual": "residual", "--alpha": "alpha", "--noise": "noise", "--power-law": "power_law",
+                        "--modes": "modes", "--sparse": "sparse", "--online": "online", **_DISCRETE_FLAGS})
+        return build_boltzmann(args, network)
+    refuse_boltzmann_flags(args)
     for flag, (attribute, models) in {**_MODEL_FLAGS, "--residual": ("residual", ("deep",))}.items():
         if _given(args, attribute) and args.model not in models:
             raise ValueError(f"{flag} does not apply to --model {args.model}")
@@ -195,7 +209,7 @@ def build_configuration(args: argparse.Namespace):
         )
     spectrum = None if args.power_law is None else dmft.PowerLaw(*args.power_law, modes=value("modes", 100))
     teacher = None if args.sparse is None else dmft.SparseTeacher(density=args.sparse)
-    data = dmft.GaussianData(alpha=None if args.online else value("alpha", 2.0), noise=args.noise,
+    data = dmft.GaussianData(alpha=None if args.online else value("alpha", 2.0), noise=value("noise", 0.0),
                              spectrum=spectrum, teacher=teacher)
     if flow:
         options = {} if args.rtol is None else {"rtol": args.rtol}
@@ -282,9 +296,26 @@ def _command_solve(args) -> int:
     model, data, training = build_configuration(args)
     check_output_paths(json=args.json, png=args.png)
     result = dmft.solve(model, data, training)
-    _print_table([result])
-    _write_outputs(args, [result], _title(model, data, training))
+    _report(args, [result], _title(model, data, training))
     return 0
+
+
+def _report(args, results, title: str) -> None:
+    """The table on stdout, then the JSON and PNG files (the Boltzmann machine's own table and figure)."""
+    from .boltzmann import SphericalBoltzmann
+
+    if isinstance(results[0].model, SphericalBoltzmann):
+        from .cli_boltzmann import print_boltzmann_table, write_boltzmann_figure
+
+        print_boltzmann_table(results)
+        png, args.png = args.png, None
+        _write_outputs(args, results, title)
+        args.png = png
+        if png is not None:
+            write_boltzmann_figure(png, results, title)
+        return
+    _print_table(results)
+    _write_outputs(args, results, title)
 
 
 def _command_simulate(args) -> int:
@@ -300,11 +331,12 @@ def _command_simulate(args) -> int:
             results.append(dmft.solve(model, data, training))
         except dmft.UnsupportedError as error:
             print(f"(no D -> infinity curve to compare with: {error})")
+    options = {name: getattr(args, name) for name in ("step", "spectrum") if getattr(args, name) is not None}
     simulation = finite_size.simulate(model, data, training, dim=args.dim, seeds=args.seeds,
-                                      backend=args.backend, seed=args.seed, progress=args.progress)
+                                      backend=args.backend, seed=args.seed, progress=args.progress, **options)
     results.insert(0, simulation)
-    _print_table(results)
-    _write_outputs(args, results, _title(model, data, training, extra=f"D={args.dim}, {args.seeds} seeds"))
+    size = "N" if args.model == "boltzmann" else "D"
+    _report(args, results, _title(model, data, training, extra=f"{size}={args.dim}, {args.seeds} seeds"))
     return 0
 
 
@@ -373,11 +405,18 @@ def make_parser() -> argparse.ArgumentParser:
 
     simulate = commands.add_parser("simulate", help="train finite networks, many seeds at once; compare with the DMFT")
     _add_configuration_arguments(simulate)
-    simulate.add_argument("--dim", type=int, default=400, help="input dimension D")
+    simulate.add_argument("--dim", type=int, default=400, help="input dimension D (--model boltzmann: N)")
     simulate.add_argument("--seeds", type=int, default=8)
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
     simulate.add_argument("--progress", action="store_true")
+    from .cli_boltzmann import positive_float
+
+    simulate.add_argument("--step", type=positive_float, default=None,
+                          help="--model boltzmann: Langevin time step (default 0.05 / max(nu, 1))")
+    simulate.add_argument("--spectrum", choices=("all", "final", "none"), default=None,
+                          help="--model boltzmann: diagonalise the couplings at all report times (default), "
+                               "the final one, or never")
     simulate.add_argument("--no-dmft", action="store_true",
                           help="do not solve the D -> infinity curves (by default they are printed and drawn too)")
     simulate.set_defaults(run=_command_simulate)
@@ -395,9 +434,11 @@ def make_parser() -> argparse.ArgumentParser:
     saxe.add_argument("--png", type=Path, default=None)
     saxe.set_defaults(run=_command_saxe)
 
+    from .cli_boltzmann import add_equilibrium_command
     from .cli_sweep import add_sweep_command
 
     add_sweep_command(commands)
+    add_equilibrium_command(commands)
     return parser
 
 
