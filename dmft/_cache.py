@@ -127,19 +127,19 @@ class ResultCache:
     def _path(self, key: str, suffix: str) -> Path:
         return self.folder / key[:2] / f"{key}{suffix}"
 
-    def get(self, key: str, *, curves_only: bool = False) -> CacheEntry | None:
+    def get(self, key: str, *, curves_only: bool = False, arrays=()) -> CacheEntry | None:
         """The stored entry of ``key``, or ``None`` (an unreadable file counts as missing).
 
         ``curves_only`` reads the configuration, ``time``, ``status``, ``message`` and the loss
         curves but not ``arrays`` (a result's order parameters can be most of its file): what a
-        sweep's Dataset needs.
+        sweep's Dataset needs; with ``arrays`` (names) those arrays too, where stored.
         """
         result_path = self._path(key, ".npz")
         diverged_path = self._path(key, ".diverged.json")
         entry = None
         try:
             if result_path.exists():
-                entry = CacheEntry(result=Result.load(result_path, arrays=not curves_only))
+                entry = CacheEntry(result=Result.load(result_path, arrays=tuple(arrays) if curves_only else True))
             elif diverged_path.exists():
                 entry = CacheEntry(diverged=json.loads(diverged_path.read_text())["reason"])
         except (OSError, ValueError, KeyError, TypeError):

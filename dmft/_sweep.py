@@ -515,7 +515,7 @@ def sweep(
     outcomes: list[tuple[str, str, Result | None] | None] = [None] * len(points)
     if store is not None:
         for i, key in enumerate(keys):
-            entry = store.get(key, curves_only=True)
+            entry = store.get(key, curves_only=True, arrays=tuple(BOLTZMANN_CURVES))
             if entry is not None:
                 outcomes[i] = (*_status_of(entry.result), entry.result) if entry.result is not None \
                     else (STATUS_DIVERGED, entry.diverged, None)

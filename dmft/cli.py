@@ -305,14 +305,17 @@ def _report(args, results, title: str) -> None:
     from .boltzmann import SphericalBoltzmann
 
     if isinstance(results[0].model, SphericalBoltzmann):
-        from .cli_boltzmann import print_boltzmann_table, write_boltzmann_figure
+        from .cli_boltzmann import boltzmann_json, print_boltzmann_table, write_boltzmann_figure
 
         print_boltzmann_table(results)
-        png, args.png = args.png, None
-        _write_outputs(args, results, title)
-        args.png = png
-        if png is not None:
-            write_boltzmann_figure(png, results, title)
+        if args.json is not None:
+            payload = boltzmann_json(results[0])
+            if len(results) > 1:
+                payload["dmft"] = boltzmann_json(results[1])
+            write_json(args.json, payload)
+            print(f"wrote {args.json}")
+        if args.png is not None:
+            write_boltzmann_figure(args.png, results, title)
         return
     _print_table(results)
     _write_outputs(args, results, title)

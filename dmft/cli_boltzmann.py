@@ -16,7 +16,7 @@ import numpy as np
 
 from ._cli_common import check_output_paths, write_json
 
-__all__ = ["add_boltzmann_arguments", "build_boltzmann", "BOLTZMANN_FLAGS", "add_equilibrium_command",
+__all__ = ["boltzmann_json", "add_boltzmann_arguments", "build_boltzmann", "BOLTZMANN_FLAGS", "add_equilibrium_command",
            "print_boltzmann_table", "write_boltzmann_figure", "positive_float", "positive_or_inf"]
 
 # flag -> attribute of the flags that only a spherical Boltzmann machine takes
@@ -149,6 +149,23 @@ def _loss_name(data) -> str:
     from .boltzmann import SpikedTeacher
 
     return "forward KL" if isinstance(data, SpikedTeacher) else "training NLL"
+
+
+JSON_ARRAY_LIMIT = 1_000_000
+"""Arrays of a result larger than this many numbers stay out of the CLI's JSON (``Result.save`` keeps all)."""
+
+
+def boltzmann_json(result) -> dict:
+    """``result.to_json()`` plus ``arrays``: the learning curves users look at (``top_eigenvalue``,
+    ``top_overlap``, ``reverse_kl``, ``forward_kl``, ``multiplier``, ``s``, ... and their ``*_sem``),
+    the two-time ``Q``, ``R`` and the simulator's per-seed arrays, each up to
+    :data:`JSON_ARRAY_LIMIT` numbers (JSON-safe: NaN as null)."""
+    from .result import json_safe
+
+    payload = result.to_json()
+    payload["arrays"] = {name: json_safe(np.asarray(value)) for name, value in result.arrays.items()
+                         if np.size(value) <= JSON_ARRAY_LIMIT}
+    return payload
 
 
 def print_boltzmann_table(results) -> None:

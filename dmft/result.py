@@ -8,7 +8,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import numpy as np
 
@@ -183,9 +183,9 @@ class Result:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, arrays: bool = True) -> "Result":
+    def load(cls, path: str | Path, *, arrays: bool | Collection[str] = True) -> "Result":
         """Read a file written by :meth:`save` (``arrays=False``: skip the arrays, read only the
-        configuration and the curves).
+        configuration and the curves; a collection of names: read only those arrays).
 
         Raises
         ------
@@ -207,7 +207,7 @@ class Result:
             raise ValueError(f"dmft.Result.load: {str(path)!r} is not a readable dmft result: {why}") from error
 
     @classmethod
-    def _from_npz(cls, stored, read_arrays: bool) -> "Result":
+    def _from_npz(cls, stored, read_arrays) -> "Result":
         if "config" not in stored.files:
             raise ValueError(f"no 'config' entry (entries: {sorted(stored.files)[:8]}): not written by Result.save")
         config = json.loads(str(stored["config"]))
@@ -222,6 +222,8 @@ class Result:
             for key in stored.files:
                 if key.startswith("arrays/"):
                     name = key.split("/", 1)[1]
+                    if read_arrays is not True and name not in read_arrays:
+                        continue
                     value = stored[key]
                     arrays[name] = _unpack(value, header["layout"][name]) if name in header["layout"] else value
         return cls(
