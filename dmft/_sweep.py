@@ -587,7 +587,7 @@ def _curve_axis(points: list[_Point]) -> tuple[str, np.ndarray | None]:
     save_at = [p.training.save_at for p in points]
     if any(times is None for times in save_at):
         raise ValueError(
-            f"a sweep over {type(points[0].training).__name__} needs common report times: give the base training `save_at` "
+            f"a sweep over {type(points[0].training).__name__} needs common report times: give the base {type(points[0].training).__name__} `save_at` "
             "(e.g. dmft.GradientFlow(time=1e4, save_at=np.geomspace(1, 1e4, 61))); with save_at=None "
             "every point would report on its own adaptive grid"
         )

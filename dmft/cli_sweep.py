@@ -36,16 +36,16 @@ The configuration file (every table but ``[model]`` and ``[over]`` optional)::
     file = "final.png"
     logx = true
 
-A ``SphericalBoltzmann`` model takes ``[data]`` of type ``SpikedTeacher`` (default) or
-``DataCovariance`` and ``[training]`` of type ``Langevin`` (default; ``chain_speed = inf`` is TOML's
-``inf``; ``save_at`` required, the common report times); see ``examples/boltzmann_sweep.toml``.
-
 Figure keys: ``variable`` (``"test_loss"`` or ``"train_loss"``, default test; for Boltzmann sweeps
 also ``"top_eigenvalue"``, ``"top_overlap"``, ``"multiplier"``, ``"equilibrium_multiplier"``,
 ``"condensed_fraction"``, ``"reverse_kl"``, ``"forward_kl"``), ``logx`` (default
 false for steps, true for flow times), ``logy`` (default true) and, for ``"final"``, ``step`` (discrete
 training) or ``time`` (gradient flow: the nearest report time) at which to read the loss (default:
 each point's last finite entry).
+
+A ``SphericalBoltzmann`` model takes ``[data]`` of type ``SpikedTeacher`` (default) or
+``DataCovariance`` and ``[training]`` of type ``Langevin`` (default; ``chain_speed = inf`` is TOML's
+``inf``; ``save_at`` required, the common report times); see ``examples/boltzmann_sweep.toml``.
 
 The netCDF file holds the Dataset of :func:`dmft.sweep`: curves along ``step`` (discrete training)
 or ``time`` (gradient flow), a ``time`` coordinate either way, the TOML text in ``config_file``.
