@@ -245,6 +245,30 @@ class Langevin:
     replace = replace
 
 
+def forward_kl(omega, beta, teacher_energy, log_partition):
+    """``KL(P_teacher || P_W) / N`` of a spiked teacher of strength ``omega`` (THEORY 5; docs/spherical.md)::
+
+        forward_kl = ln(omega)/2 - (beta/2) E_teacher[x^T W x / N] + ln Z_beta(W) / N
+
+    ``teacher_energy``: ``E_teacher[x^T W x / N]`` (finite N: ``m u.Wu + (1 - m)(tr W - u.Wu)/(N - 1)``,
+    ``m = 1 - 1/omega``; large N: ``m (u.e_1)^2 W_11``); ``log_partition``: ``ln Z_beta(W) / N``.
+    The one definition used by the DMFT (:mod:`dmft.solvers._boltzmann_spectrum`), the simulator
+    (:mod:`finite_size.boltzmann`) and the RMT equilibrium. Works elementwise on arrays."""
+    return 0.5 * np.log(omega) - 0.5 * beta * teacher_energy + log_partition
+
+
+def reverse_kl(omega, beta, multiplier, log_partition, teacher_weight):
+    """``KL(P_W || P_teacher) / N`` of a spiked teacher of strength ``omega`` (THEORY 5; docs/spherical.md)::
+
+        reverse_kl = (beta mu - 1)/2 - ln Z_beta(W)/N - (omega/2) u^T <x x^T>_W u / N + (omega - ln omega - 1)/2
+
+    ``multiplier``: the equilibrium spherical multiplier ``mu`` of ``W``; ``teacher_weight``:
+    ``u^T <x x^T>_W u / N`` (finite N: ``sum_n (u.v_n)^2 / (beta N (mu - lambda_n))``; large N: the
+    condensed fraction times ``(u.e_1)^2 (v_1.e_1)^2``). The one definition used by the DMFT and the
+    simulator. Works elementwise on arrays."""
+    return 0.5 * (beta * multiplier - 1.0) - log_partition - 0.5 * omega * teacher_weight + 0.5 * (omega - np.log(omega) - 1.0)
+
+
 def check_configuration(model, data, training) -> None:
     """Raise a ``TypeError`` naming the argument unless ``(model, data, training)`` is a
     :class:`SphericalBoltzmann`, a :class:`DataCovariance` or :class:`SpikedTeacher`, and a

@@ -43,7 +43,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._serialize import config_from_dict, config_to_dict
-from .boltzmann import DataCovariance, Langevin, SphericalBoltzmann, SpikedTeacher
+from .boltzmann import DataCovariance, Langevin, SphericalBoltzmann, SpikedTeacher, forward_kl
 
 __all__ = ["Equilibrium", "equilibrium", "phase_diagram", "PHASES", "SWEEPABLE"]
 
@@ -217,9 +217,7 @@ def _solve_arrays(beta, gamma, eps, spectrum, samples, omega=None) -> dict[str, 
     with np.errstate(divide="ignore", invalid="ignore"):
         model_entropy = 0.5 * (0.5 * g**2 * eps / gamma - np.log(g / beta))  # E ln P_W / N
     out["reverse_kl"] = model_entropy - 0.5 * omega * teacher_overlap * data_overlap[..., 0] ** 2 + teacher_free_energy
-    out["forward_kl"] = (
-        0.5 * np.log(omega) - 0.5 * beta * teacher_fraction * teacher_overlap * mean_diagonal[..., 0] + log_partition
-    )
+    out["forward_kl"] = forward_kl(omega, beta, teacher_fraction * teacher_overlap * mean_diagonal[..., 0], log_partition)
     out["test_loss"] = out["forward_kl"]
     return out
 

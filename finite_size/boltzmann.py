@@ -43,6 +43,8 @@ import numpy as np
 
 from dmft._validate import positive, positive_int
 from dmft.boltzmann import (
+    forward_kl,
+    reverse_kl,
     DataCovariance,
     DynamicsDivergenceError,
     Langevin,
@@ -367,10 +369,10 @@ def spectral_curves(eigenvalues, top_vectors_rows, W_block, trace, c, teacher, b
     if teacher is not None:
         m = 1.0 - 1.0 / omega
         uWu = np.einsum("si,sij,sj->s", teacher, W_block, teacher)
-        out["forward_kl"] = 0.5 * math.log(omega) - 0.5 * beta * (m * uWu + (1 - m) * (trace - uWu) / (N - 1)) + log_z
+        out["forward_kl"] = forward_kl(omega, beta, m * uWu + (1 - m) * (trace - uWu) / (N - 1), log_z)
         projections = np.einsum("si,sin->sn", teacher, top_vectors_rows)  # u . v_n
         uPu = np.sum(projections**2 / (beta * N * (mu[:, None] - eigenvalues)), axis=1)
-        out["reverse_kl"] = 0.5 * (beta * mu - 1) - log_z - 0.5 * omega * uPu + 0.5 * (omega - math.log(omega) - 1)
+        out["reverse_kl"] = reverse_kl(omega, beta, mu, log_z, uPu)
     return out
 
 

@@ -21,8 +21,10 @@ Phases. Paramagnetic: ``s = 0``, ``q = 0``, ``chi = beta`` (``G(k) = beta``), va
 ``beta J < 1``. Then one mode condenses continuously: ``chi = 1/(theta c_1)`` at the onset and
 ``s_1^2 = 1 - chi/beta``; afterwards the memory (``-(K/2) q`` lowers the condensed eigenvalue) keeps
 ``chi`` slightly above ``1/(theta c_1)``. Supported: the paramagnetic phase and one condensed mode
-(the solver detects when the bulk would condense, ``chi -> 1/J`` (the sticky phase), and raises);
-a second condensing mode shows up in the spectral curves (two outliers at the multiplier).
+(the solver detects when the bulk would condense, ``chi -> 1/J`` (the sticky phase), and raises
+``dmft.UnsupportedError``); a second mode condensing (the coefficient ``1 - chi (theta c_a + ...)``
+of a mode ``a > 1`` reaching 0: its outlier meets the multiplier) raises ``dmft.UnsupportedError``
+too, rather than continuing with one condensed mode.
 
 Discretisation: trapezoidal sums on the grid over the memory window, each time solved by
 Anderson-accelerated fixed-point iteration on the new row (``q(t_n, .)``, the response row, ``s``)
@@ -164,7 +166,15 @@ def integrate_equilibrium_chain(t, c, beta, gamma, J2, window, report, spectral=
 
         state = {"s": s_new}
         x = np.concatenate([[chi_n, qb_nn], q_row, G_row])
-        x = _anderson(sweep, x, ITERATION_TOLERANCE, MAX_ITERATIONS, t[n])
+        second = _second_mode_margin(chi_n, theta[n], c, end, K, J2, beta)
+        if second <= 0:
+            _raise_second_mode(t[n], second)
+        try:
+            x = _anderson(sweep, x, ITERATION_TOLERANCE, MAX_ITERATIONS, t[n])
+        except DynamicsDivergenceError as error:
+            if second < SECOND_MODE_MARGIN:
+                _raise_second_mode(t[n], second, error)
+            raise
         chi_n, qb_nn, q_row, G_row = x[0], x[1], x[2 : 2 + m], x[2 + m :]
         s_new, diag = state["s"], state["diag"]
         if J > 0 and chi_n * J >= 1 - 1e-9:
@@ -172,6 +182,9 @@ def integrate_equilibrium_chain(t, c, beta, gamma, J2, window, report, spectral=
                 f"chain_speed=inf: the susceptibility reached the bulk edge (chi J = 1) at time {t[n]:.6g}: the bulk "
                 "condenses (sticky phase), which the equilibrium-chain equations do not cover; use a finite `chain_speed`"
             )
+        second = _second_mode_margin(chi_n, theta[n], c, end, K, J2, beta)
+        if second <= 0:
+            _raise_second_mode(t[n], second)
         chi[n] = chi_n
         S[n] = s_new
         q[slot, past] = q[past, slot] = q_row
@@ -185,6 +198,31 @@ def integrate_equilibrium_chain(t, c, beta, gamma, J2, window, report, spectral=
         Z[slot, slot] = Psi[slot, past] @ G_row + Psi[slot, slot] * diag
         record(n)
     return {"s": S, "chi": chi, "q": q_out, "G": G_out, "blocks": blocks}
+
+
+SECOND_MODE_MARGIN = 0.05
+"""A failed iteration while the second mode's coefficient (:func:`_second_mode_margin`) is below this
+is reported as the second mode condensing (UnsupportedError), not as a divergence."""
+
+
+def _second_mode_margin(chi, theta_n, c, end, K, J2, beta) -> float:
+    """``min_{a > 1} (1 - chi (theta c_a + end mt_nn(chi)))``: the coefficient of the non-condensed
+    modes in :func:`_condensed_point` (``s_a = chi A_a / coefficient``). It reaching 0 means a second
+    data mode's outlier has reached the multiplier: that mode condenses too, which these
+    equations (one condensed mode) do not cover. ``inf`` for ``K = 1``."""
+    if c.size < 2:
+        return math.inf
+    mt_nn = -(K / 2) * (1.0 - chi / beta) / (1.0 - J2 * chi * chi)
+    return float(np.min(1.0 - chi * (theta_n * c[1:] + end * mt_nn)))
+
+
+def _raise_second_mode(time, margin, cause=None):
+    raise UnsupportedError(
+        f"chain_speed=inf: a second data mode condenses at time {time:.6g} (its coefficient "
+        f"1 - chi (theta c_a + ...) fell to {margin:.3g}); the equilibrium-chain equations cover one "
+        "condensed mode only. Use a finite `chain_speed` (the finite-nu solver), a larger `prior_precision`, "
+        "or dmft.boltzmann_equilibrium.equilibrium for the t -> infinity state"
+    ) from cause
 
 
 def _anderson(F, x, tolerance, iterations, time, depth=6):

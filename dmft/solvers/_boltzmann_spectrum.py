@@ -35,6 +35,8 @@ import math
 import numpy as np
 from scipy.optimize import brentq
 
+from ..boltzmann import forward_kl, reverse_kl
+
 __all__ = ["stieltjes", "log_potential", "data_resolvent", "top_outlier", "learning_curves"]
 
 
@@ -145,8 +147,6 @@ def learning_curves(top, overlap_11, W_data, c, beta, J2, teacher=None):
     if teacher is not None:
         omega, m = teacher.strength, teacher.condensed_fraction
         o = teacher.teacher_overlap
-        out["forward_kl"] = 0.5 * math.log(omega) - 0.5 * beta * m * o * W_data[0] + log_z
-        out["reverse_kl"] = (
-            0.5 * (beta * mu - 1.0) - log_z - 0.5 * omega * condensed * o * overlap_11 + 0.5 * (omega - math.log(omega) - 1.0)
-        )
+        out["forward_kl"] = float(forward_kl(omega, beta, m * o * W_data[0], log_z))
+        out["reverse_kl"] = float(reverse_kl(omega, beta, mu, log_z, condensed * o * overlap_11))
     return out
