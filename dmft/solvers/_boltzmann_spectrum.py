@@ -55,24 +55,43 @@ def log_potential(z: float, J2: float) -> float:
 
 def data_resolvent(z, J2, theta, c, s, e, w, Qb, Gam):
     """``Gd(z)`` ``(K, K)`` from the window's arrays (module docstring): ``s`` ``(m+1, K)``, ``e``,
-    ``w`` ``(m+1,)``, ``Qb``, ``Gam`` ``(m+1, m+1)``."""
-    g = stieltjes(z, J2)
-    if np.any(np.abs(1.0 - g * theta * c) < 1e-14):  # exactly on a bare spike's pole: step off it
-        return data_resolvent(z * (1 + 1e-12) + 1e-15, J2, theta, c, s, e, w, Qb, Gam)
+    ``w`` ``(m+1,)``, ``Qb``, ``Gam`` ``(m+1, m+1)``. One evaluation of :func:`resolvent_function`."""
+    return resolvent_function(J2, theta, c, s, e, w, Qb, Gam)(z)
+
+
+def resolvent_function(J2, theta, c, s, e, w, Qb, Gam):
+    """``z -> Gd(z)`` for one window: the ``z``-independent blocks of the linear system (module
+    docstring) are built once, so that each evaluation (a root search makes about seven) only adds
+    the terms in ``g = G(z)`` and ``Dg`` and solves. The system, with ``size = m + 1``::
+
+        [ I - g J^2 diag(e) Gam^T      (K/2) diag(w e)          ] [alpha]   [ 0  ]
+        [ -(s Dg s^T + g Qb)            I - g J^2 Gam diag(e)    ] [beta ] = [ sD ]
+
+    ``Gd = Dg (I + s^T alpha)``, ``Dg = g / (1 - g theta c)``, ``sD = s Dg``."""
     K = c.size
     size = e.size
-    Dg = g / (1.0 - g * theta * c)
-    sD = s * Dg
-    A = np.zeros((2 * size, 2 * size))
-    A[:size, :size] = np.eye(size) - g * J2 * (e[:, None] * Gam.T)
-    A[:size, size:] = np.diag((K / 2) * w * e)
-    A[size:, :size] = -(sD @ s.T + g * Qb)
-    A[size:, size:] = np.eye(size) - g * J2 * (Gam * e[None, :])
-    rhs = np.zeros((2 * size, K))
-    rhs[size:] = sD
-    solution = np.linalg.solve(A, rhs)
-    alpha = solution[:size]
-    return Dg[:, None] * (np.eye(K) + s.T @ alpha)
+    top_memory = J2 * (e[:, None] * Gam.T)
+    bottom_memory = J2 * (Gam * e[None, :])
+    base = np.eye(2 * size)
+    base[:size, size:] = np.diag((K / 2) * w * e)
+    identity = np.eye(K)
+
+    def evaluate(z):
+        g = stieltjes(z, J2)
+        if np.any(np.abs(1.0 - g * theta * c) < 1e-14):  # exactly on a bare spike's pole: step off it
+            return evaluate(z * (1 + 1e-12) + 1e-15)
+        Dg = g / (1.0 - g * theta * c)
+        sD = s * Dg
+        A = base.copy()
+        A[:size, :size] -= g * top_memory
+        A[size:, :size] = -(sD @ s.T + g * Qb)
+        A[size:, size:] -= g * bottom_memory
+        rhs = np.zeros((2 * size, K))
+        rhs[size:] = sD
+        alpha = np.linalg.solve(A, rhs)[:size]
+        return Dg[:, None] * (identity + s.T @ alpha)
+
+    return evaluate
 
 
 def top_outlier(resolvent, edge: float, ceiling: float, guess: float | None = None):

@@ -306,30 +306,35 @@ def spectral_curves(windows, t, theta, s_all, c, beta, gamma, J2, teacher) -> di
     weights). Returns ``{name: (len(windows),)}``; at ``t = 0`` (no window) ``W = B(0)``."""
     from threadpoolctl import threadpool_limits
 
-    from ._boltzmann_spectrum import data_resolvent, learning_curves, top_outlier
+    from ._boltzmann_spectrum import learning_curves, resolvent_function, top_outlier
 
     # the dense solves are a few hundred unknowns: one BLAS thread is fastest, and on shared cores
     # more threads oversubscribe them (measured 60x slower on the 2-core development machine)
     with threadpool_limits(limits=1, user_api="blas"):
-        return _spectral_curves(windows, t, theta, s_all, c, beta, gamma, J2, teacher, data_resolvent, learning_curves, top_outlier)
+        return _spectral_curves(windows, t, theta, s_all, c, beta, gamma, J2, teacher, resolvent_function, learning_curves, top_outlier)
 
 
-def _spectral_curves(windows, t, theta, s_all, c, beta, gamma, J2, teacher, data_resolvent, learning_curves, top_outlier):
+def _spectral_curves(windows, t, theta, s_all, c, beta, gamma, J2, teacher, resolvent_function, learning_curves, top_outlier):
     K = c.size
     edge = 2 * math.sqrt(J2)
     out = {name: np.full(len(windows), np.nan) for name in CURVE_NAMES}
     guess = None
+    history = []  # (time, top eigenvalue) of the last two report times: a linear guess for the next
     for j, (i, idx, Qb, Gam, w) in enumerate(windows):
+        if len(history) == 2 and history[1][0] > history[0][0]:
+            (t0, v0), (t1, v1) = history
+            guess = v1 + (v1 - v0) * (t[i] - t1) / (t1 - t0)
         e = np.exp(-gamma * (t[i] - t[idx]) / 2)
         s = s_all[idx]
         W_data = theta[i] * c - (K / 2) * ((w * e) @ s**2)
         if idx.size == 1:
             top, overlaps = edge, np.zeros(K)
         else:
-            resolvent = lambda z: data_resolvent(z, J2, theta[i], c, s, e, w, Qb, Gam)  # noqa: E731
+            resolvent = resolvent_function(J2, theta[i], c, s, e, w, Qb, Gam)
             ceiling = edge + theta[i] * c[0] + 1.0  # ||W|| <= 2J + theta c_1: the memory is negative
             top, overlaps = top_outlier(resolvent, edge, ceiling, guess)
         guess = top
+        history = (history + [(t[i], top)])[-2:] if top > edge else []
         values = learning_curves(top, overlaps[0], W_data, c, beta, J2, teacher)
         out["top_eigenvalue"][j] = top
         out["top_overlap"][j] = overlaps[0]
