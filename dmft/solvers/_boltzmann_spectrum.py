@@ -94,6 +94,18 @@ def resolvent_function(J2, theta, c, s, e, w, Qb, Gam):
     return evaluate
 
 
+def _above(resolvent, root):
+    """``(eigenvalues, eigenvectors, delta)`` of ``Gd^{-1}(root + delta)``, ``delta = 1e-6 max(1, |root|)``
+    (``None`` if that system is singular)."""
+    delta = 1e-6 * max(1.0, abs(root))
+    try:
+        inverse = np.linalg.inv(resolvent(root + delta))
+    except np.linalg.LinAlgError:
+        return None
+    values, vectors = np.linalg.eigh(inverse)
+    return values, vectors, delta
+
+
 def top_outlier(resolvent, edge: float, ceiling: float, guess: float | None = None):
     """``(lambda_1, squared overlaps (K,))`` of the top eigenvalue of the couplings seen from the
     data directions, or ``(edge, zeros)`` when no outlier leaves the bulk. ``resolvent(z)`` gives
@@ -124,8 +136,10 @@ def top_outlier(resolvent, edge: float, ceiling: float, guess: float | None = No
                 break
             z0, f0, z1, f1 = z1, f1, z2, smallest(z2)
             if abs(z1 - z0) <= 1e-11 * max(1.0, abs(z1)):
-                step = 1e-7 * max(1.0, abs(z1))
-                if smallest(z1 + step) > 0 and smallest(max(z1 - step, low)) <= 0:
+                # accept z1 if Gd^{-1} changes sign there: positive just above (the evaluation
+                # that also gives the slope below, at root + delta), not positive just below
+                above = _above(resolvent, z1)
+                if above is not None and above[0][0] > 0 and smallest(max(z1 - 1e-7 * max(1.0, abs(z1)), low)) <= 0:
                     root = z1
                 break
     if root is None:
@@ -133,10 +147,12 @@ def top_outlier(resolvent, edge: float, ceiling: float, guess: float | None = No
             K = resolvent(ceiling).shape[0]
             return edge, np.zeros(K)
         root = brentq(smallest, low, ceiling, xtol=1e-12, rtol=1e-10)
+        above = _above(resolvent, root)
+        if above is None:
+            raise FloatingPointError(f"the data resolvent is singular just above the top outlier {root:.12g}; "
+                                     "lower `rtol` (a finer grid) or report at other times")
     # null vector and slope at the root: Gd^{-1}(z) ~ (z - lambda) u u^T / |V|^2
-    delta = 1e-6 * max(1.0, abs(root))
-    inverse = np.linalg.inv(resolvent(root + delta))
-    values, vectors = np.linalg.eigh(inverse)
+    values, vectors, delta = above
     slope = values[0] / delta
     overlaps = vectors[:, 0] ** 2 / slope
     return root, overlaps
