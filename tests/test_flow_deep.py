@@ -343,6 +343,37 @@ def test_long_time_full_batch_reaches_least_squares(model):
     assert result.info["grid_points"] < 400
 
 
+def _check_losses_non_negative_and_train_non_increasing(depth, alpha, noise):
+    """On the solver's grid to time 1e4. Full-batch gradient flow is a gradient flow of the train
+    loss: exactly non-increasing, and both losses are sums of squares. Numerically each row carries
+    the local error of the step control (at most ``rtol`` of the loss per row, module docstring of
+    ``_flow``) and, for values near zero, the absolute accuracy of the implicit rows,
+    ``ROW_TOLERANCE_FACTOR rtol ROW_SCALE_FLOOR`` times the largest value (``_network``); 10 times
+    that is the floor allowed here (measured: -2e-18 and rises of 6e-14 at most)."""
+    from dmft.solvers._network import ROW_SCALE_FLOOR
+
+    training = dmft.GradientFlow(time=1e4)
+    result = dmft.solve(dmft.DeepLinear(depth=depth), dmft.GaussianData(alpha=alpha, noise=noise), training)
+    assert result.success, result.message
+    test, train = np.asarray(result.test_loss), np.asarray(result.train_loss)
+    floor = 10 * _flow.ROW_TOLERANCE_FACTOR * training.rtol * ROW_SCALE_FLOOR * max(test.max(), train.max())
+    assert test.min() >= -floor and train.min() >= -floor, (test.min(), train.min(), floor)
+    rise = np.diff(train) - training.rtol * train[:-1]
+    assert rise.max() <= floor, (rise.max(), floor)
+
+
+@pytest.mark.parametrize("alpha, noise", [(0.5, 0.0), (0.5, 0.5), (2.0, 0.0), (2.0, 0.5)])
+def test_long_time_losses_are_non_negative_and_train_loss_non_increasing(alpha, noise):
+    _check_losses_non_negative_and_train_non_increasing(1, alpha, noise)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("alpha, noise", [(0.5, 0.0), (0.5, 0.5), (2.0, 0.0), (2.0, 0.5)])
+def test_long_time_losses_are_non_negative_and_train_loss_non_increasing_deep(depth, alpha, noise):
+    _check_losses_non_negative_and_train_non_increasing(depth, alpha, noise)
+
+
 @pytest.mark.slow
 def test_long_time_full_batch_reaches_least_squares_infinite_depth():
     alpha, sigma = 2.0, 0.3
