@@ -133,6 +133,12 @@ class GradientFlow:
     save_at : the times at which to report the curves (increasing, within ``[0, time]``; stored as
         a tuple), or ``None``: the solver's own grid.
     rtol : target relative accuracy of the losses, ``0 < rtol < 1``.
+
+    Error floor (deep networks, :mod:`dmft.solvers._flow`): the losses are held to ``rtol`` relative
+    down to ``1e-3`` of their largest value, and below that to an absolute ``~1e-10 rtol`` of it
+    (``1e-14`` at ``rtol = 1e-4``; the convergence floor of the implicit rows). To that floor the
+    losses are non-negative and the full-batch train loss is non-increasing, also at ``save_at``
+    (shape-preserving interpolation). docs/continuous_time.md, "save_at".
     """
 
     time: float = 100.0
