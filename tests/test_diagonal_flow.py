@@ -119,7 +119,7 @@ def test_depth_one_flow_is_the_linear_regression_flow():
     data = dmft.GaussianData(alpha=0.7, noise=0.3)
     times = np.array([0.25, 0.5, 1.0, 2.0, 4.0])
     flow = dmft.solve(dmft.DiagonalLinear(1, 0.4), data, dmft.GradientFlow(4.0, save_at=tuple(times)),
-                      sites=8192, replicas=8, target_error=0.02)
+                      sites=8192, replicas=4, target_error=0.02)
     exact = []
     for eta in (0.01, 0.005):
         linear = dmft.solve(dmft.Linear(), data, dmft.GradientDescent(2 * eta, int(round(4.0 / eta))))
