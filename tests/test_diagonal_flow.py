@@ -234,6 +234,8 @@ def test_flow_bad_input():
         dmft.solve(model, NOISY, dmft.GradientFlow(1.0), max_stages=1, sites=1024, replicas=2)
     with pytest.raises(ValueError, match="nodes"):
         population_flow(model, dmft.GaussianData(alpha=None), dmft.GradientFlow(1.0), nodes=801)
+    with pytest.raises(ValueError, match="`converge` do\\(es\\) not apply"):
+        dmft.solve(model, dmft.GaussianData(alpha=None), dmft.GradientFlow(1.0), converge=False)
     with pytest.raises(ValueError, match="`sites`, `teacher_sampler` do\\(es\\) not apply to the population flow"):
         dmft.solve(model, dmft.GaussianData(alpha=None), dmft.GradientFlow(1.0), sites=1024,
                    teacher_sampler=lambda rng, size: rng.standard_normal(size))

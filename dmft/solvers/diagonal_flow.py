@@ -217,7 +217,7 @@ def _full_batch_flow(problem, teacher, rng, training, cutoff, max_stages, backen
                 next_save += save is not None
             history.append((t, ev.test.copy()))
             if converge and t < training.time and _converged(history, t, ev, rtol):
-                counters["converged_at"] = t  # the fixed point: held to the end (CONVERGED_TRAIN)
+                counters["converged_at"] = float(t)  # the fixed point: held to the end (CONVERGED_TRAIN)
                 rest = [training.time] if save is None else [x for x in save[next_save:] if x > t]
                 for later in rest:
                     record(float(later), ev)
@@ -394,7 +394,8 @@ def solve_diagonal_flow(
     if data.alpha is None:
         monte_carlo = dict(sites=(sites, DEFAULT_SITES), replicas=(replicas, FLOW_REPLICAS), seed=(seed, 0),
                            cutoff=(cutoff, 1e-9), teacher_sampler=(teacher_sampler, None), stratify=(stratify, True),
-                           moment_matching=(moment_matching, True), backend=(backend, "numba"))
+                           moment_matching=(moment_matching, True), backend=(backend, "numba"),
+                           converge=(converge, True))
         given = [name for name, (value, default) in monte_carlo.items() if value is not default and value != default]
         if given:
             raise ValueError(
