@@ -258,7 +258,13 @@ def test_long_time_flow_is_the_implicit_bias(noise):
     per replica the ``O(r / M_r)`` bias of moment matching was measured at -1.0 % noiseless
     (docs/continuous_time.md, "Replicas"). The discrete solver's plateau at ``eta = 0.1`` sits
     ``O(eta)`` above the limit (THEORY.md 4.2: +0.0021 with noise), beyond 3 of its SE; the
-    flow's does not."""
+    flow's does not.
+
+    Known limit (docs/continuous_time.md, "Replicas"): this holds on seed 3, not on every seed.
+    Over seeds 1, 2, 4, 5 (noiseless) the gap was +0.77 / -1.97 / -0.90 / -0.70 %, up to 5.8
+    reported SE: the per-replica long-time losses are heavy-tailed and 4 replicas understate the
+    Monte Carlo error. The test checks the defaults' convergence, status and the size of the
+    error on one seed; it does not show that the reported SE covers the error."""
     data = dmft.GaussianData(alpha=0.5, noise=noise, teacher=SPARSE)
     model = dmft.DiagonalLinear(2, 0.1)
     expected = implicit_bias(model, data).test_loss
