@@ -98,7 +98,8 @@ def flow(end, sites, discrete_times):
     walls = dict(zip(result.time, result.arrays["wall_time_s"]))
     print(f"   flow: {wall:.2f} s in all, {result.info['time_steps']} steps ({result.info['rejected_steps']} rejected), "
           f"{result.info['rhs_evaluations']} evaluations, at most {result.info['largest_stages']} stages, rank "
-          f"{result.info['max_rank']}, error bound {result.info['time_error_bound']:.2g}")
+          f"{result.info['max_rank']}, error bound {result.info['time_error_bound']:.2g}, converged at "
+          f"{result.info.get('converged_at')}")
     from dmft._implicit_bias import implicit_bias
 
     fixed_point = implicit_bias(MODEL, DATA).test_loss
