@@ -11,7 +11,10 @@ Prints, in one run (every ratio against a baseline measured in the same run):
 
 Options: ``--quick`` (smaller sizes, for a smoke test), ``--skip-simulation``, ``--skip-reference``,
 ``--replicas`` (instead: the replicas study of docs/continuous_time.md, 8 / 16 / 32 replicas at
-65536 sites, 6 seeds each: the reliability of the error bars against the moment-matching bias).
+65536 sites, 6 seeds each: the reliability of the error bars against the moment-matching bias),
+``--flow-replicas`` (instead: the long-time check of the flow's default, 8 replicas of 16384 sites:
+16-replica flows to the fixed point on 4 seeds, the bias and per-replica spread against
+``dmft.implicit_bias``, and ``gap / SE`` of each independent set of 8 replicas; ~2 min CPU a seed).
 
 Threads: Numba's OpenMP layer waits actively at the two barriers of every step; on a machine
 shared with other busy processes that costs several-fold (measured 4x on 2 shared cores). Run
@@ -29,6 +32,7 @@ import numpy as np
 
 import dmft
 import dmft.solvers.diagonal
+from dmft.solvers.diagonal_flow import FLOW_SITES
 
 MODEL = dmft.DiagonalLinear(depth=2, init_scale=0.1)
 DATA = dmft.GaussianData(alpha=0.5, noise=0.1, teacher=dmft.SparseTeacher(density=0.2))
@@ -93,10 +97,10 @@ def flow(end, sites, discrete_times):
     print(f"\n4. gradient flow to time {end:g} ({sites} sites, rtol 1e-4), against the discrete solver at "
           "eta = 0.05 for the same physical time")
     save = tuple(t for t in (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0) if t < end) + (end,)
-    result, wall, _ = timed(dmft.solve, MODEL, DATA, dmft.GradientFlow(end, save_at=save), sites=sites,
-                            target_error=math.inf)
+    result, wall, cpu = timed(dmft.solve, MODEL, DATA, dmft.GradientFlow(end, save_at=save), sites=sites,
+                              target_error=math.inf)
     walls = dict(zip(result.time, result.arrays["wall_time_s"]))
-    print(f"   flow: {wall:.2f} s in all, {result.info['time_steps']} steps ({result.info['rejected_steps']} rejected), "
+    print(f"   flow: {wall:.2f} s in all ({cpu:.1f} s CPU), {result.info['time_steps']} steps ({result.info['rejected_steps']} rejected), "
           f"{result.info['rhs_evaluations']} evaluations, at most {result.info['largest_stages']} stages, rank "
           f"{result.info['max_rank']}, error bound {result.info['time_error_bound']:.2g}, converged at "
           f"{result.info.get('converged_at')}")
@@ -149,15 +153,45 @@ def replicas_study(seeds=6, sites=65536, steps=1000):
               f"{math.hypot(error[-1], base_error[-1]):.5f}")
 
 
+def flow_replicas_study(seeds=(21, 22, 23, 24), noise=0.0, sites_per_replica=16384, replicas=16):
+    """Whether the flow's default error bar (8 replicas of 16384) covers its error at the fixed point."""
+    from dmft._implicit_bias import implicit_bias
+
+    data = dmft.GaussianData(alpha=0.5, noise=noise, teacher=dmft.SparseTeacher(density=0.2))
+    fixed_point = implicit_bias(MODEL, data).test_loss
+    print(f"flow replicas study: s = 0.1, noise {noise:g}, time 3000, {replicas} replicas of {sites_per_replica} "
+          f"sites, seeds {seeds}; fixed point {fixed_point:.5f}")
+    pooled, ratios = [], []
+    for seed in seeds:
+        result, wall, cpu = timed(dmft.solve, MODEL, data, dmft.GradientFlow(3000.0, save_at=(3000.0,)),
+                                  sites=replicas * sites_per_replica, replicas=replicas, seed=seed, target_error=math.inf)
+        gaps = result.arrays["test_loss_per_replica"][:, -1] / fixed_point - 1.0
+        pooled.extend(gaps)
+        sets = [gaps[k : k + 8] for k in range(0, replicas - 7, 8)]
+        ratios.extend(g.mean() / (g.std(ddof=1) / math.sqrt(g.size)) for g in sets)
+        print(f"   seed {seed}: {wall:.1f} s wall, {cpu:.1f} s CPU, converged at {result.info['converged_at']:.0f}, "
+              f"rank {result.info['max_rank']}; gap {gaps.mean():+.2%} +- {gaps.std(ddof=1) / math.sqrt(gaps.size):.2%}; "
+              "sets of 8: " + ", ".join(f"{g.mean():+.2%}" for g in sets))
+    pooled = np.array(pooled)
+    print(f"   pooled {pooled.size} replicas: bias {pooled.mean():+.3%} +- {pooled.std(ddof=1) / math.sqrt(pooled.size):.3%}, "
+          f"per-replica spread {pooled.std(ddof=1):.2%} (SE of 8 replicas {pooled.std(ddof=1) / math.sqrt(8):.2%})")
+    print("   gap / SE of the sets of 8 (the default's error bar): " + ", ".join(f"{r:+.2f}" for r in ratios))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-simulation", action="store_true")
     parser.add_argument("--skip-reference", action="store_true", help="skip the NumPy reference of the goal run")
     parser.add_argument("--replicas", action="store_true", help="only the replicas study (several minutes)")
+    parser.add_argument("--flow-replicas", action="store_true",
+                        help="only the long-time check of the flow's error bar (~10 min CPU)")
     args = parser.parse_args(argv)
     if args.replicas:
         replicas_study()
+        return 0
+    if args.flow_replicas:
+        flow_replicas_study()
         return 0
     import numba
 
@@ -172,7 +206,7 @@ def main(argv=None):
     scaling((60, 120, 240) if quick else (250, 500, 1000), 8192 if quick else 32768)
     if not args.skip_simulation:
         simulation(1000 if quick else 4000, 60 if quick else 200, 8192 if quick else 65536)
-    flow(30.0 if quick else 3000.0, 8192 if quick else 65536, (3.0, 10.0) if quick else (10.0, 30.0, 100.0))
+    flow(30.0 if quick else 3000.0, 8192 if quick else FLOW_SITES, (3.0, 10.0) if quick else (10.0, 30.0, 100.0))
     return 0
 
 

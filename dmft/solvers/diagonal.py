@@ -242,8 +242,9 @@ def solve_diagonal(
         standard error from ``n`` replicas is itself uncertain by ``1 / sqrt(2 (n - 1))`` (27 % at
         8, 18 % at 16), but at the same total sites more replicas are smaller and the
         ``O(r / M_r)`` bias of moment matching grows: not resolved at T = 1000 on the issue-10
-        case (rank 75) down to 1024 sites per replica, but -1.5 % at 4096 for long-time flows at
-        small init (rank ~120; not resolved at 16384). docs/continuous_time.md, "Replicas".
+        case (rank 75) down to 1024 sites per replica, but -1.5 % at 4096 and -1.25 % +- 0.53 %
+        at 8192 for long-time flows at small init (rank ~120), -0.24 % +- 0.19 % at 16384 (the
+        flow's default). docs/continuous_time.md, "Replicas".
     seed : seeds everything; the same seed gives the same numbers on every backend.
     backend : ``"numba"`` (default, parallel CPU kernels), ``"numpy"`` (reference) or ``"cupy"``
         (GPU, through the array API).

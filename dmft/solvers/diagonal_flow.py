@@ -37,7 +37,6 @@ from . import register
 from ._diagonal_sites import ROUNDING_FLOOR
 from ._rkc import coefficients, error_estimate, rkc_step, stages_for
 from .diagonal import (
-    DEFAULT_SITES,
     MAX_RANK_FRACTION,
     _accuracy_checks,
     _checked_options,
@@ -66,13 +65,15 @@ FIELD_FACTOR = 10.0
 # exceed those over ``[t/2, t]``) the change still to come is below that of ``[t/2, t]``.
 CONVERGED_TRAIN = 1e-10
 CONVERGED_CHANGE = 0.1
-# The flow's default: the discrete solver's sites in 4 replicas of 16384. Long flows at small init
-# open many innovation coordinates (rank ~120 at s = 0.1, ~200 at s = 0.03, alpha = 0.5), and
-# moment matching biases the loss by O(rank / sites_per_replica): measured at time 3000
-# (docs/continuous_time.md, "Replicas") -1.0 % noiseless and -0.5 % with noise at s = 0.1 with 8
-# replicas of 8192 (rank / M_r = 1.5 %), -4.0 % +- 2 % at s = 0.03 (rank / M_r = 2.5 %). The
-# result's status flags ``rank / sites_per_replica > target_error`` (the bias scale).
-FLOW_REPLICAS = 4
+# The flow's default: 8 replicas (as the discrete solver) of 16384 sites, 131072 in all. Long flows
+# at small init open many innovation coordinates (rank ~120 at s = 0.1, ~200 at s = 0.03,
+# alpha = 0.5), and moment matching biases the loss by O(rank / sites_per_replica): measured at the
+# fixed point (s = 0.1, noiseless; docs/continuous_time.md, "Replicas") -1.25 % +- 0.53 % with 8192
+# sites per replica (32 replicas) and -0.24 % +- 0.19 % with 16384 (64 replicas, 4 seeds), where
+# the per-replica spread is 1.55 %: 8 replicas give a standard error of ~0.55 % (itself uncertain by
+# 27 %) that covers the bias. The result's status flags ``rank / sites_per_replica > target_error``.
+FLOW_SITES = 131072
+FLOW_REPLICAS = 8
 
 
 def _rms_per_replica(x):
@@ -315,7 +316,7 @@ def solve_diagonal_flow(
     data,
     training: GradientFlow,
     *,
-    sites: int = DEFAULT_SITES,
+    sites: int = FLOW_SITES,
     replicas: int = FLOW_REPLICAS,
     seed: int = 0,
     backend: str = "numba",
@@ -343,9 +344,9 @@ def solve_diagonal_flow(
     training : :class:`dmft.GradientFlow` ``(time, save_at, rtol)``: ``rtol`` bounds the local
         error per step of the test loss (relative).
     sites, replicas, seed, teacher_sampler, stratify, moment_matching, target_error : as for
-        the discrete solver (full batch only), except that ``replicas`` defaults to 4 (16384 sites
-        per replica: the moment-matching bias is ``O(rank / sites_per_replica)`` and long flows at
-        small init have a large rank; FLOW_REPLICAS). ``status`` flags a largest
+        the discrete solver (full batch only), except that ``sites`` defaults to 131072 (8
+        replicas of 16384: the moment-matching bias is ``O(rank / sites_per_replica)`` and long
+        flows at small init have a large rank; FLOW_SITES). ``status`` flags a largest
         ``rank / sites_per_replica`` above ``target_error``.
     backend : ``"numba"`` (default) or ``"numpy"`` (reference) for the site means.
     cutoff : innovation variance (relative to ``C_Delta(t,t)``) at which a coordinate is opened
@@ -392,7 +393,7 @@ def solve_diagonal_flow(
     positive_int("max_stages", max_stages, minimum=2)
     positive_int("nodes", nodes, minimum=8)
     if data.alpha is None:
-        monte_carlo = dict(sites=(sites, DEFAULT_SITES), replicas=(replicas, FLOW_REPLICAS), seed=(seed, 0),
+        monte_carlo = dict(sites=(sites, FLOW_SITES), replicas=(replicas, FLOW_REPLICAS), seed=(seed, 0),
                            cutoff=(cutoff, 1e-9), teacher_sampler=(teacher_sampler, None), stratify=(stratify, True),
                            moment_matching=(moment_matching, True), backend=(backend, "numba"),
                            converge=(converge, True))
